@@ -1,0 +1,119 @@
+"""Gateway metrics: poll the proxy's STATISTICS about once a second, render Prometheus text.
+
+Polling keeps the relay at C speed: the proxy counts every message itself, we only read its counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import zmq
+
+from fedmsg_gateway.relay import STATISTICS_UNIT, Counters, Relay, query_counters
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 1.0
+_REPLY_TIMEOUT_MS = 500
+_UNIT_HELP = {
+    "messages": "messages (a multipart fedmsg message counts once)",
+    "frames": "ZeroMQ frames (libzmq >= 4.3.5 counts each frame; a fedmsg message is 2 frames)",
+}
+
+
+class Metrics:
+    """Latest proxy counters plus the time the received counter last moved.
+
+    The poller thread replaces whole immutable values; readers need no lock under the GIL.
+    """
+
+    def __init__(self, relay: Relay, subscribers: Callable[[], int]) -> None:
+        self._relay = relay
+        self._subscribers = subscribers
+        self._counters = Counters(0, 0, 0, 0)
+        self._answered = False
+        # Before the first message, the age counts from start: a gateway that never received anything
+        # is as stale as one that stopped receiving.
+        self._last_change = time.monotonic()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="metrics-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stopping.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        sock = self._relay.control_client()
+        try:
+            while True:
+                counters = query_counters(sock, _REPLY_TIMEOUT_MS)
+                if counters is None:
+                    # A REQ socket that missed its reply cannot send again: start over with a new one.
+                    sock.close(linger=0)
+                    sock = self._relay.control_client()
+                    self._answered = False
+                else:
+                    if counters.received != self._counters.received:
+                        self._last_change = time.monotonic()
+                    self._counters = counters
+                    self._answered = True
+                if self._stopping.wait(POLL_INTERVAL):
+                    return
+        except zmq.ZMQError:
+            log.exception("metrics poller stopped")
+        finally:
+            sock.close(linger=0)
+
+    def render(self) -> str:
+        """The metrics in Prometheus text exposition format 0.0.4."""
+        unit = STATISTICS_UNIT
+        unit_help = _UNIT_HELP[unit]
+        counters = self._counters
+        up = int(self._answered and self._relay.is_alive())
+        age = time.monotonic() - self._last_change
+        samples = [
+            ("up", "gauge", "1 while the relay is running and answering.", up),
+            (
+                f"{unit}_received_total",
+                "counter",
+                f"Bus {unit_help} received from all endpoints.",
+                counters.received,
+            ),
+            (
+                "bytes_received_total",
+                "counter",
+                "Payload bytes received from the bus.",
+                counters.received_bytes,
+            ),
+            (
+                f"{unit}_sent_total",
+                "counter",
+                f"{unit_help[0].upper()}{unit_help[1:]} handed to the public socket, counted once however many"
+                " subscribers receive them.",
+                counters.sent,
+            ),
+            (
+                "bytes_sent_total",
+                "counter",
+                "Payload bytes handed to the public socket, counted once, not per subscriber.",
+                counters.sent_bytes,
+            ),
+            ("subscribers", "gauge", "Open connections to the public socket(s).", self._subscribers()),
+            (
+                "last_message_age_seconds",
+                "gauge",
+                "Seconds since the received counter last changed (since start if nothing arrived yet).",
+                round(age, 3),
+            ),
+        ]
+        lines = []
+        for name, kind, text, value in samples:
+            full = f"fedmsg_gateway_{name}"
+            lines += [f"# HELP {full} {text}", f"# TYPE {full} {kind}", f"{full} {value}"]
+        return "\n".join(lines) + "\n"

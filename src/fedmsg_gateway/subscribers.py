@@ -1,0 +1,49 @@
+"""Count the public socket's connected subscribers from its monitor events."""
+
+from __future__ import annotations
+
+import threading
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+# How often the thread looks at its stop flag while no event arrives.
+_POLL_MS = 100
+
+
+class SubscriberTracker:
+    """A thread reading EVENT_ACCEPTED/EVENT_DISCONNECTED; count is the number of open connections.
+
+    Events carry the connection's file descriptor, so a set of fds stays right even if a
+    disconnect is reported for a connection we never saw accepted.
+    """
+
+    def __init__(self, monitor: zmq.Socket) -> None:
+        self._monitor = monitor
+        self._fds: set[int] = set()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="subscribers", daemon=True)
+
+    @property
+    def count(self) -> int:
+        return len(self._fds)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stopping.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                if not self._monitor.poll(_POLL_MS):
+                    continue
+                event = recv_monitor_message(self._monitor)
+                if event["event"] == zmq.EVENT_ACCEPTED:
+                    self._fds.add(event["value"])
+                elif event["event"] == zmq.EVENT_DISCONNECTED:
+                    self._fds.discard(event["value"])
+        finally:
+            self._monitor.close(linger=0)
