@@ -94,8 +94,8 @@ class Metrics:
             (
                 f"{unit}_sent_total",
                 "counter",
-                f"{unit_help[0].upper()}{unit_help[1:]} handed to the public socket, counted once however many"
-                " subscribers receive them.",
+                f"Bus {unit_help} handed to the public socket, counted once however many subscribers"
+                " receive them.",
                 counters.sent,
             ),
             (
