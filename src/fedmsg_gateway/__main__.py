@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bind", action="append", metavar="URL", help="public address to bind (repeatable)")
     parser.add_argument("--hwm", metavar="N", help="send high-water mark per subscriber, in messages")
     parser.add_argument("--metrics", metavar="HOST:PORT", help='metrics HTTP address, "" to disable')
+    parser.add_argument(
+        "--check-config", action="store_true", help="validate the settings and exit (0 when valid, 2 when not)"
+    )
     return parser
 
 
@@ -54,6 +57,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except ConfigError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")
         sys.exit(2)
+    if args.check_config:
+        # What deployment tools run before a new file replaces the live one.
+        sys.exit(0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     # Block the stop signals before any thread exists (threads inherit the mask, libzmq's included):
     # the main thread then takes them synchronously with sigtimedwait, no handler races.
