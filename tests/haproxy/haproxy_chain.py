@@ -1,0 +1,203 @@
+"""A real haproxy in front of real TCP listeners, for the Nagios check and the haproxy_stats module.
+
+Kept out of conftest.py so test modules can import it by a name no other test directory uses.
+haproxy runs from /usr/sbin/haproxy with `-db` (foreground) in a short temporary directory: a
+Unix socket path must fit in 108 bytes, which pytest's tmp_path does not guarantee.
+"""
+
+from __future__ import annotations
+
+import csv
+import selectors
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+HAPROXY = shutil.which("haproxy", path="/usr/sbin:/usr/bin") or "haproxy"
+PROXY = "fedmsg-raw-zmq"
+WAIT_SECONDS = 15.0
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class HoldingServer:
+    """A gateway stand-in: accepts TCP connections and holds them open until the peer closes."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while not self.stopping.is_set():
+            for key, _ in self.selector.select(timeout=0.1):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is self.listener:
+                    conn, _ = sock.accept()
+                    self.selector.register(conn, selectors.EVENT_READ)
+                elif not sock.recv(4096):
+                    # haproxy's health checks and closed client sessions end here.
+                    self.selector.unregister(sock)
+                    sock.close()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self.selector.close()
+
+
+@dataclass
+class Haproxy:
+    workdir: Path
+    config: str
+    process: subprocess.Popen[bytes] = field(init=False)
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.workdir / "admin.sock")
+
+    def start(self) -> None:
+        cfg = self.workdir / "haproxy.cfg"
+        cfg.write_text(self.config)
+        log = (self.workdir / "haproxy.log").open("wb")
+        self.process = subprocess.Popen([HAPROXY, "-f", str(cfg), "-db"], stdout=log, stderr=log)
+        wait_until(self.answers, "haproxy's stats socket")
+
+    def answers(self) -> bool:
+        if self.process.poll() is not None:
+            pytest.fail(f"haproxy exited {self.process.returncode}: {self.log()}")
+        try:
+            return self.query("show info").startswith("Name: HAProxy")
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return (self.workdir / "haproxy.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def query(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(self.socket_path)
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def stat(self, proxy: str, svname: str) -> dict[str, str]:
+        rows = csv.DictReader(self.query("show stat")[2:].splitlines())
+        return next(row for row in rows if row["pxname"] == proxy and row["svname"] == svname)
+
+    def frontend_scur(self) -> int:
+        return int(self.stat(PROXY, "FRONTEND")["scur"])
+
+    def admin_bits(self, server: str) -> int:
+        """srv_admin_state of one server, read independently of the module under test."""
+        for line in self.query(f"show servers state {PROXY}").splitlines()[2:]:
+            fields = line.split()
+            if fields[3] == server:
+                return int(fields[6])
+        raise KeyError(server)
+
+    def wait_servers_up(self, servers: list[str]) -> None:
+        wait_until(
+            lambda: all(self.stat(PROXY, name)["status"] == "UP" for name in servers),
+            f"servers {servers} to pass their health checks",
+        )
+
+
+@dataclass
+class Chain:
+    """haproxy with `listen fedmsg-raw-zmq` in front of two holding servers."""
+
+    haproxy: Haproxy
+    listen_port: int
+    servers: list[str]
+    clients: list[socket.socket] = field(default_factory=list)
+
+    def open_sessions(self, total: int) -> None:
+        """Open client connections until the frontend holds `total` sessions."""
+        while len(self.clients) < total:
+            self.clients.append(socket.create_connection(("127.0.0.1", self.listen_port), timeout=5))
+        wait_until(lambda: self.haproxy.frontend_scur() == total, f"{total} frontend sessions")
+
+    def close_sessions(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
+        wait_until(lambda: self.haproxy.frontend_scur() == 0, "all frontend sessions to close")
+
+
+def render_config(
+    socket_path: str,
+    listen_port: int,
+    server_ports: list[int],
+    listen_maxconn: int,
+    global_maxconn: int,
+    filler_backends: int,
+) -> tuple[str, list[str]]:
+    servers = [f"gw1:{server_ports[0]}", f"gw1:{server_ports[1]}", f"gw10:{server_ports[0]}"]
+    server_lines = "".join(
+        f"    server {name} 127.0.0.1:{name.split(':')[1]} check inter 500 rise 1 fall 2\n"
+        for name in servers
+    )
+    # Unchecked servers on the discard port: they only make `show stat` long.
+    filler = "".join(
+        f"backend filler-backend-with-a-long-name-{n:04d}\n"
+        + "".join(f"    server filler-server-{n:04d}-{s} 127.0.0.1:9\n" for s in range(3))
+        for n in range(filler_backends)
+    )
+    config = f"""global
+    maxconn {global_maxconn}
+    stats socket {socket_path} mode 600 level admin
+
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1m
+    timeout server 1m
+
+{filler}
+listen {PROXY}
+    bind 127.0.0.1:{listen_port}
+    mode tcp
+    maxconn {listen_maxconn}
+{server_lines}"""
+    return config, servers
+
+
+ChainFactory = Callable[..., Chain]
