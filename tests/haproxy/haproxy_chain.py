@@ -47,6 +47,7 @@ class HoldingServer:
         self.port: int = self.listener.getsockname()[1]
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ)
+        self.held: set[socket.socket] = set()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
@@ -59,16 +60,19 @@ class HoldingServer:
                 if sock is self.listener:
                     conn, _ = sock.accept()
                     self.selector.register(conn, selectors.EVENT_READ)
+                    self.held.add(conn)
                 elif not sock.recv(4096):
                     # haproxy's health checks and closed client sessions end here.
                     self.selector.unregister(sock)
+                    self.held.discard(sock)
                     sock.close()
 
     def close(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=5)
-        for key in list(self.selector.get_map().values()):
-            key.fileobj.close()  # type: ignore[union-attr]
+        for conn in self.held:
+            conn.close()
+        self.listener.close()
         self.selector.close()
 
 
