@@ -1,0 +1,160 @@
+"""Metrics against a live daemon, and the Nagios plugin reading them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+import zmq
+from conftest import (
+    TIMEOUT,
+    Gateway,
+    bus_publisher,
+    env_with_src,
+    free_port,
+    relayed,
+    scrape,
+    subscriber,
+    wait_metrics,
+    wait_subscribed,
+)
+
+StartGateway = Callable[..., Gateway]
+
+
+def test_counters_match_what_was_sent(start_gateway: StartGateway, ctx: zmq.Context) -> None:
+    pub, url = bus_publisher(ctx)
+    gateway = start_gateway([url])
+    wait_subscribed(pub)
+    sent_bytes = 0
+    for i in range(500):
+        frames = [b"org.fedoraproject.test", b"y" * (i % 50)]
+        pub.send_multipart(frames)
+        sent_bytes += sum(map(len, frames))
+
+    samples = wait_metrics(gateway, lambda s: relayed(s) == (500, 500))
+
+    assert samples["up"] == 1
+    assert samples["bytes_received_total"] == samples["bytes_sent_total"] == sent_bytes
+    assert samples["last_message_age_seconds"] < 3
+
+
+def test_subscriber_count_follows_connections(start_gateway: StartGateway, ctx: zmq.Context) -> None:
+    gateway = start_gateway(["tcp://127.0.0.1:1"])
+    assert scrape(gateway)["subscribers"] == 0
+    subs = [subscriber(ctx, gateway.url) for _ in range(3)]
+    wait_metrics(gateway, lambda s: s["subscribers"] == 3)
+    subs.pop().close(linger=0)
+    wait_metrics(gateway, lambda s: s["subscribers"] == 2)
+    # A client that fails the ZMTP handshake (PUB talking to PUB) is not left counted.
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.connect(gateway.url)
+    time.sleep(0.5)
+    pub.close(linger=0)
+    wait_metrics(gateway, lambda s: s["subscribers"] == 2)
+
+
+def test_other_paths_are_404(start_gateway: StartGateway) -> None:
+    gateway = start_gateway(["tcp://127.0.0.1:1"])
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/", timeout=TIMEOUT)
+    assert error.value.code == 404
+
+
+def test_help_and_type_lines(start_gateway: StartGateway) -> None:
+    gateway = start_gateway(["tcp://127.0.0.1:1"])
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=TIMEOUT) as page:
+        assert page.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        lines = page.read().decode().splitlines()
+    names = [line.split()[0] for line in lines if not line.startswith("#")]
+    for name in names:
+        assert any(line.startswith(f"# HELP {name} ") for line in lines)
+        kind = "counter" if name.endswith("_total") else "gauge"
+        assert f"# TYPE {name} {kind}" in lines
+    assert "fedmsg_gateway_subscribers" in names
+    assert "fedmsg_gateway_last_message_age_seconds" in names
+
+
+def _check(*args: str) -> tuple[int, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "fedmsg_gateway.check", "--timeout", "2", *args],
+        env=env_with_src(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result
+    return result.returncode, lines[0]
+
+
+def test_check_ok_warning_critical(start_gateway: StartGateway, ctx: zmq.Context) -> None:
+    pub, url = bus_publisher(ctx)
+    gateway = start_gateway([url])
+    address = f"127.0.0.1:{gateway.metrics_port}"
+    wait_subscribed(pub)
+    pub.send_multipart([b"t", b"x"])
+    wait_metrics(gateway, lambda s: relayed(s)[0] == 1)
+
+    status, line = _check("--metrics", address)
+    assert status == 0
+    assert line.startswith("FEDMSG-GATEWAY OK - last message ")
+    assert "'subscribers'=0;;;0" in line
+    assert "_received'=" in line
+    assert ";300;;0" in line
+
+    time.sleep(1.1)
+    status, line = _check("--metrics", address, "--warning", "1")
+    assert (status, line.split(" - ")[0]) == (1, "FEDMSG-GATEWAY WARNING")
+    status, line = _check("--metrics", address, "--warning", "1", "--critical", "1")
+    assert (status, line.split(" - ")[0]) == (2, "FEDMSG-GATEWAY CRITICAL")
+    assert ";1;1;0" in line
+
+
+def test_check_dead_port_is_critical() -> None:
+    status, line = _check("--metrics", f"127.0.0.1:{free_port()}")
+    assert status == 2
+    assert line.startswith("FEDMSG-GATEWAY CRITICAL - no answer")
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"fedmsg_gateway_up 1\nsomething else\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_check_unparsable_answer_is_unknown(garbage_server: str) -> None:
+    status, line = _check("--metrics", garbage_server)
+    assert status == 3
+    assert line.startswith("FEDMSG-GATEWAY UNKNOWN - cannot parse")
+
+
+def test_check_bad_arguments_are_unknown() -> None:
+    status, line = _check("--metrics", "nowhere")
+    assert status == 3
+    assert line.startswith("FEDMSG-GATEWAY UNKNOWN - ")
