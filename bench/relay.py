@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Benchmark: fedmsg-gateway (subprocess, metrics on) against plain libzmq zmq.proxy(SUB, PUB).
+
+Both relays sit between the same kind of source and sink, each running at C speed so that neither
+end is the bottleneck a Python loop would be:
+
+  source: N messages pre-queued on an inproc PUSH, then released in one burst by a C proxy thread
+          onto a tcp PUB (no HWM) that the relay connects to;
+  sink:   one XSUB connecting K times to the relay (K subscriber connections, subscribed to all with
+          b"\\x01"), drained by a C proxy thread into a PUB nobody reads; its STATISTICS byte counter
+          says how many deliveries arrived (every message has the same size).
+
+A burst of N <= the relay's send HWM (160000) can never be dropped by the relay, and any shortfall
+is reported as drops. Throughput = deliveries / (last delivery seen - burst release).
+
+  python bench/relay.py            # full run, 5 repetitions, about 2-3 minutes
+  python bench/relay.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+HWM = 160000  # the gateway's default, given to the plain proxy too
+TOPIC = b"org.fedoraproject.prod.bench.message"
+_POLL = 0.005  # seconds between looks at the sink's counters
+_QUIET = 1.0  # a burst is over (with drops) when nothing arrived for this long
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    size: int  # bytes per two-frame message, topic included
+    subscribers: int
+    messages: int  # per burst
+
+
+CASES = [
+    Case("300 B x 1 subscriber", 300, 1, 150_000),
+    Case("3 KB x 1 subscriber", 3000, 1, 60_000),
+    Case("3 KB x 100 subscribers", 3000, 100, 2_000),
+    Case("3 KB x 1000 subscribers", 3000, 1000, 200),
+]
+
+
+def _message(size: int) -> list[bytes]:
+    return [TOPIC, b"x" * (size - len(TOPIC))]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _statistics(control: zmq.Socket) -> list[int]:
+    control.send(b"STATISTICS")
+    return [struct.unpack("=Q", frame)[0] for frame in control.recv_multipart()]
+
+
+class Steered:
+    """zmq.proxy_steerable(frontend, backend) in a thread, with a PAIR to ask STATISTICS and TERMINATE."""
+
+    def __init__(self, ctx: zmq.Context, frontend: zmq.Socket, backend: zmq.Socket) -> None:
+        address = f"inproc://control-{uuid.uuid4().hex}"
+        proxy_end = ctx.socket(zmq.PAIR)
+        proxy_end.bind(address)
+        self.control = ctx.socket(zmq.PAIR)
+        self.control.connect(address)
+        self._proxy_end = proxy_end
+        self._thread = threading.Thread(
+            target=zmq.proxy_steerable, args=(frontend, backend, None, proxy_end), daemon=True
+        )
+        self._thread.start()
+
+    def bytes_in(self) -> int:
+        return _statistics(self.control)[1]
+
+    def stop(self) -> None:
+        self.control.send(b"TERMINATE")
+        self._thread.join()
+        self.control.close(linger=0)
+        self._proxy_end.close(linger=0)
+
+
+class Sink:
+    """One XSUB with `subscribers` connections to the relay, counted by a C proxy into a dead end."""
+
+    def __init__(self, ctx: zmq.Context, url: str, subscribers: int, size: int) -> None:
+        self.subscribers = subscribers
+        self.size = size
+        self._xsub = ctx.socket(zmq.XSUB)
+        self._xsub.setsockopt(zmq.RCVHWM, 0)
+        self._xsub.setsockopt(zmq.LINGER, 0)
+        for _ in range(subscribers):
+            self._xsub.connect(url)
+        # XSUB replays its subscriptions to every connection as it comes up.
+        self._xsub.send(b"\x01")
+        self._dead_end = ctx.socket(zmq.PUB)
+        self._dead_end.setsockopt(zmq.LINGER, 0)
+        self._proxy = Steered(ctx, self._xsub, self._dead_end)
+
+    def deliveries(self) -> int:
+        # Every message has the same size: bytes count deliveries whether libzmq counts frames or not.
+        return self._proxy.bytes_in() // self.size
+
+    def close(self) -> None:
+        self._proxy.stop()
+        self._xsub.close(linger=0)
+        self._dead_end.close(linger=0)
+
+
+class Lane:
+    """Source -> relay under test (a subprocess) -> sink."""
+
+    def __init__(self, ctx: zmq.Context, kind: str) -> None:
+        self.kind = kind
+        self._ctx = ctx
+        self._source = ctx.socket(zmq.PUB)
+        self._source.setsockopt(zmq.SNDHWM, 0)
+        self._source.setsockopt(zmq.LINGER, 0)
+        source_url = f"tcp://127.0.0.1:{self._source.bind_to_random_port('tcp://127.0.0.1')}"
+        self.relay_url = f"tcp://127.0.0.1:{_free_port()}"
+        self.metrics = f"127.0.0.1:{_free_port()}"
+        self.process = self._start_relay(kind, source_url)
+
+    def _start_relay(self, kind: str, source_url: str) -> subprocess.Popen[bytes]:
+        if kind == "zmq.proxy":
+            process = subprocess.Popen(
+                [sys.executable, __file__, "--plain-proxy", source_url, self.relay_url],
+                stdout=subprocess.PIPE,
+            )
+            if process.stdout is None or process.stdout.readline() != b"ready\n":
+                sys.exit("plain proxy did not start")
+            return process
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        name = f"fedmsg-gateway-bench-{uuid.uuid4().hex}"
+        notify.bind("\0" + name)
+        notify.settimeout(10)
+        command = [sys.executable, "-m", "fedmsg_gateway", "--endpoint", source_url, "--bind", self.relay_url]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
+        env["NOTIFY_SOCKET"] = "@" + name
+        process = subprocess.Popen([*command, "--metrics", self.metrics], env=env, stderr=subprocess.DEVNULL)
+        with notify:
+            while b"READY=1" not in notify.recv(4096):
+                pass
+        return process
+
+    def connect_sink(self, subscribers: int, size: int) -> Sink:
+        sink = Sink(self._ctx, self.relay_url, subscribers, size)
+        self._join(sink)
+        return sink
+
+    def _join(self, sink: Sink) -> None:
+        """Probe until one message reaches every subscriber connection (slow joiners are in)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            before = sink.deliveries()
+            self._source.send_multipart(_message(sink.size))
+            settled = time.monotonic() + 0.5
+            while sink.deliveries() < before + sink.subscribers and time.monotonic() < settled:
+                time.sleep(0.02)
+            if sink.deliveries() == before + sink.subscribers:
+                return
+        sys.exit(f"{self.kind}: subscribers never all joined")
+
+    def burst(self, sink: Sink, messages: int) -> tuple[float, int]:
+        """Release `messages` at once; return (deliveries per second, dropped deliveries)."""
+        address = f"inproc://burst-{uuid.uuid4().hex}"
+        queue = self._ctx.socket(zmq.PULL)
+        queue.setsockopt(zmq.RCVHWM, 0)
+        queue.bind(address)
+        loader = self._ctx.socket(zmq.PUSH)
+        loader.setsockopt(zmq.SNDHWM, 0)
+        loader.connect(address)
+        frames = _message(sink.size)
+        for _ in range(messages):
+            loader.send_multipart(frames)
+        expected = messages * sink.subscribers
+        start = sink.deliveries()
+        released = time.perf_counter()
+        source = Steered(self._ctx, queue, self._source)
+        seen, last_change = 0, released
+        while seen < expected:
+            time.sleep(_POLL)
+            now = time.perf_counter()
+            count = sink.deliveries() - start
+            if count != seen:
+                seen, last_change = count, now
+            elif now - last_change > _QUIET:
+                break
+        source.stop()
+        loader.close(linger=0)
+        queue.close(linger=0)
+        return seen / (last_change - released), expected - seen
+
+    def close(self) -> str:
+        """Stop the relay; for the daemon, return its own metrics as a cross-check."""
+        page = ""
+        if self.kind == "fedmsg-gateway":
+            time.sleep(1.5)  # the daemon refreshes its counters about once a second
+            with socket.create_connection(tuple(self.metrics.split(":"))) as conn:  # type: ignore[arg-type]
+                conn.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+                page = b"".join(iter(lambda: conn.recv(65536), b"")).decode()
+        self._source.close(linger=0)
+        self.process.terminate()
+        self.process.wait(10)
+        return page
+
+
+def plain_proxy(source_url: str, bind_url: str) -> None:
+    """The baseline: libzmq's zmq.proxy between a SUB and a PUB with the gateway's HWMs."""
+    ctx = zmq.Context()
+    frontend = ctx.socket(zmq.SUB)
+    frontend.setsockopt(zmq.RCVHWM, HWM)
+    frontend.setsockopt(zmq.SUBSCRIBE, b"")
+    frontend.connect(source_url)
+    backend = ctx.socket(zmq.PUB)
+    backend.setsockopt(zmq.SNDHWM, HWM)
+    backend.bind(bind_url)
+    print("ready", flush=True)
+    zmq.proxy(frontend, backend)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one short repetition per case")
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--plain-proxy", nargs=2, metavar=("SOURCE", "BIND"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain_proxy:
+        plain_proxy(*args.plain_proxy)
+        return
+    # 1000 subscriber connections need 1000 descriptors on each side; children inherit the limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    repetitions = 1 if args.quick else args.repetitions
+    scale = 5 if args.quick else 1
+    print(f"python {sys.version.split()[0]}, pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, ", end="")
+    print(f"{os.cpu_count()} CPUs, {repetitions} repetition(s), medians")
+    ctx = zmq.Context()
+    lanes = [Lane(ctx, "fedmsg-gateway"), Lane(ctx, "zmq.proxy")]
+    print(f"{'deliveries/s':24} {'gateway':>11} {'zmq.proxy':>11} {'ratio':>6} {'drops':>6}")
+    for case in CASES:
+        sinks = {lane.kind: lane.connect_sink(case.subscribers, case.size) for lane in lanes}
+        rates: dict[str, list[float]] = {lane.kind: [] for lane in lanes}
+        drops = 0
+        for repetition in range(repetitions):
+            # Alternate which relay goes first so that drifting background load hits both alike.
+            for lane in lanes if repetition % 2 == 0 else lanes[::-1]:
+                rate, dropped = lane.burst(sinks[lane.kind], max(case.messages // scale, 1))
+                rates[lane.kind].append(rate)
+                drops += dropped
+        for sink in sinks.values():
+            # Closed before the next case, or its connections would keep taking deliveries.
+            sink.close()
+        gateway = statistics.median(rates["fedmsg-gateway"])
+        proxy = statistics.median(rates["zmq.proxy"])
+        print(f"{case.name:24} {gateway:11,.0f} {proxy:11,.0f} {gateway / proxy:6.2f} {drops:6}")
+    page = lanes[0].close()
+    lanes[1].close()
+    ctx.destroy(linger=0)
+    received = [line for line in page.splitlines() if line.startswith("fedmsg_gateway_") and "_total" in line]
+    print("gateway's own counters at the end:", "; ".join(received))
+
+
+if __name__ == "__main__":
+    main()
