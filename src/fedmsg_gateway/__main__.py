@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hwm", metavar="N", help="send high-water mark per subscriber, in messages")
     parser.add_argument("--metrics", metavar="HOST:PORT", help='metrics HTTP address, "" to disable')
     parser.add_argument(
-        "--check-config", action="store_true", help="validate the settings and exit (0 when valid, 2 when not)"
+        "--check-config", action="store_true", help="validate the settings and exit: 0 if valid, 2 if not"
     )
     return parser
 
