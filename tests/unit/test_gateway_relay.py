@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 import zmq
-from conftest import (
+from gateway_harness import (
     Gateway,
     bus_publisher,
     free_port,

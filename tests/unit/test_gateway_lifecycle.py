@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT, Gateway, NotifyListener, env_with_src, free_port
+from gateway_harness import TIMEOUT, Gateway, NotifyListener, env_with_src, free_port
 
 StartGateway = Callable[..., Gateway]
 

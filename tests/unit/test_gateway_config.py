@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT, env_with_src
+from gateway_harness import TIMEOUT, env_with_src
 
 from fedmsg_gateway.config import Config, load
 
@@ -157,3 +157,20 @@ def test_unreadable_file_is_named(tmp_path: Path) -> None:
 )
 def test_bad_flags(args: list[str], expected: str) -> None:
     assert expected in _fails(args)
+
+
+def test_check_config_validates_without_starting(tmp_path: Path) -> None:
+    """--check-config is the Ansible template's validate command: 0 for a good file, 2 for a bad one."""
+    good = _write(tmp_path, 'endpoints = ["tcp://127.0.0.1:3000"]\nbinds = ["tcp://127.0.0.1:1"]\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "fedmsg_gateway", "--check-config", "--config", good],
+        env=env_with_src(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    bad = _write(tmp_path, 'endpoints = ["tcp://127.0.0.1:3000"]\nsend_hwm = "x"\n')
+    assert "send_hwm" in _fails(["--check-config", "--config", bad])

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import zmq
-from conftest import (
+from gateway_harness import (
     TIMEOUT,
     Gateway,
     bus_publisher,
