@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""What one stalled subscriber costs the gateway: resident memory per message queued for it.
+
+A subscriber that connects and never reads makes the gateway queue up to send_hwm messages for it
+(ZMQ_SNDHWM is per subscriber). This starts the daemon (metrics off), attaches one such subscriber,
+publishes MESSAGES ~3 KB messages and reads the daemon's VmRSS before and after.
+
+  python bench/stalled.py [--messages 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import zmq
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+SIZE = 3000
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=50_000)
+    args = parser.parse_args()
+    ctx = zmq.Context()
+    source = ctx.socket(zmq.XPUB)
+    source.setsockopt(zmq.SNDHWM, 0)
+    source_url = f"tcp://127.0.0.1:{source.bind_to_random_port('tcp://127.0.0.1')}"
+    public = f"tcp://127.0.0.1:{_free_port()}"
+    name = f"fedmsg-gateway-stalled-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        notify.settimeout(10)
+        env = dict(os.environ, PYTHONPATH=SRC, NOTIFY_SOCKET="@" + name)
+        command = [sys.executable, "-m", "fedmsg_gateway", "--endpoint", source_url, "--bind", public]
+        daemon = subprocess.Popen([*command, "--metrics", ""], env=env, stderr=subprocess.DEVNULL)
+        while b"READY=1" not in notify.recv(4096):
+            pass
+    source.recv()  # the gateway's subscription: from now on nothing sent is lost upstream
+    stalled = ctx.socket(zmq.SUB)
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.RCVBUF, 4096)
+    stalled.setsockopt(zmq.SUBSCRIBE, b"")
+    stalled.connect(public)
+    time.sleep(1)
+    before = _rss_kib(daemon.pid)
+    frames = [b"org.fedoraproject.prod.bench", b"x" * (SIZE - 28)]
+    for _ in range(args.messages):
+        source.send_multipart(frames)
+    time.sleep(3)
+    after = _rss_kib(daemon.pid)
+    daemon.terminate()
+    daemon.wait(10)
+    ctx.destroy(linger=0)
+    per_message = (after - before) * 1024 / args.messages
+    print(f"python {sys.version.split()[0]}, libzmq {zmq.zmq_version()}: {args.messages} x {SIZE} B", end=" ")
+    print(f"to one stalled subscriber: RSS {before} -> {after} KiB, {per_message:,.0f} B per queued message;")
+    print(f"at send_hwm 160000 that is ~{per_message * 160000 / 2**20:,.0f} MiB for one stalled subscriber")
+
+
+if __name__ == "__main__":
+    main()
