@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""What one stalled subscriber costs the gateway: resident memory per message queued for it.
+"""What stalled subscribers cost the gateway: resident memory per message queued for them.
 
 A subscriber that connects and never reads makes the gateway queue up to send_hwm messages for it
-(ZMQ_SNDHWM is per subscriber). This starts the daemon (metrics off), attaches one such subscriber,
-publishes MESSAGES ~3 KB messages and reads the daemon's VmRSS before and after.
+(ZMQ_SNDHWM is per subscriber). This starts the daemon (metrics off), attaches SUBSCRIBERS such
+subscribers, publishes MESSAGES ~3 KB messages and reads the daemon's VmRSS before and after.
 
-  python bench/stalled.py [--messages 50000]
+  python bench/stalled.py [--messages 50000] [--subscribers 1]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--subscribers", type=int, default=1)
     args = parser.parse_args()
     ctx = zmq.Context()
     source = ctx.socket(zmq.XPUB)
@@ -59,11 +60,12 @@ def main() -> None:
         while b"READY=1" not in notify.recv(4096):
             pass
     source.recv()  # the gateway's subscription: from now on nothing sent is lost upstream
-    stalled = ctx.socket(zmq.SUB)
-    stalled.setsockopt(zmq.RCVHWM, 1)
-    stalled.setsockopt(zmq.RCVBUF, 4096)
-    stalled.setsockopt(zmq.SUBSCRIBE, b"")
-    stalled.connect(public)
+    for _ in range(args.subscribers):
+        stalled = ctx.socket(zmq.SUB)
+        stalled.setsockopt(zmq.RCVHWM, 1)
+        stalled.setsockopt(zmq.RCVBUF, 4096)
+        stalled.setsockopt(zmq.SUBSCRIBE, b"")
+        stalled.connect(public)
     time.sleep(1)
     before = _rss_kib(daemon.pid)
     frames = [b"org.fedoraproject.prod.bench", b"x" * (SIZE - 28)]
@@ -76,8 +78,9 @@ def main() -> None:
     ctx.destroy(linger=0)
     per_message = (after - before) * 1024 / args.messages
     print(f"python {sys.version.split()[0]}, libzmq {zmq.zmq_version()}: {args.messages} x {SIZE} B", end=" ")
-    print(f"to one stalled subscriber: RSS {before} -> {after} KiB, {per_message:,.0f} B per queued message;")
-    print(f"at send_hwm 160000 that is ~{per_message * 160000 / 2**20:,.0f} MiB for one stalled subscriber")
+    print(f"to {args.subscribers} stalled subscriber(s): RSS {before} -> {after} KiB,", end=" ")
+    print(f"{per_message:,.0f} B per queued message;")
+    print(f"at send_hwm 160000 that is ~{per_message * 160000 / 2**20:,.0f} MiB for them all")
 
 
 if __name__ == "__main__":
