@@ -1,0 +1,47 @@
+"""Shared helpers for the full-chain verifiers: the scenario's own variables and haproxy's stats socket."""
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+SCENARIO_DIR = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).parent.parent))
+
+
+@pytest.fixture(scope="session")
+def group_vars() -> dict[str, dict[str, Any]]:
+    """The values the scenario configured: what the running system must show."""
+    with (SCENARIO_DIR / "molecule.yml").open() as config:
+        return yaml.safe_load(config)["provisioner"]["inventory"]["group_vars"]
+
+
+def haproxy_stats_rows(host: Any, socket_path: str = "/run/haproxy/admin.sock") -> list[dict[str, str]]:
+    """`show stat` from the live stats socket, read to EOF, as CSV rows."""
+    script = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'show stat\\n')\n"
+        "out=b''\n"
+        "while chunk := s.recv(65536): out += chunk\n"
+        "sys.stdout.write(out.decode())\n"
+    )
+    output = host.check_output("python3 -c %s %s", script, socket_path)
+    return list(csv.DictReader(io.StringIO(output.removeprefix("# "))))
+
+
+def main_pid(host: Any, service: str) -> int:
+    pid = int(host.check_output("systemctl show --property MainPID --value %s", service))
+    assert pid > 0, f"{service} has no main process"
+    return pid
+
+
+def nofile_limits(host: Any, pid: int) -> tuple[int, int]:
+    """(soft, hard) 'Max open files' of a running process: the limit that really took effect."""
+    for line in host.file(f"/proc/{pid}/limits").content_string.splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError(f"no 'Max open files' in /proc/{pid}/limits")
