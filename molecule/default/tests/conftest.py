@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from testinfra.host import Host
 
 SCENARIO_DIR = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).parent.parent))
 
@@ -19,7 +20,7 @@ def group_vars() -> dict[str, dict[str, Any]]:
         return yaml.safe_load(config)["provisioner"]["inventory"]["group_vars"]
 
 
-def haproxy_stats_rows(host: Any, socket_path: str = "/run/haproxy/admin.sock") -> list[dict[str, str]]:
+def haproxy_stats_rows(host: Host, socket_path: str = "/run/haproxy/admin.sock") -> list[dict[str, str]]:
     """`show stat` from the live stats socket, read to EOF, as CSV rows."""
     script = (
         "import socket,sys\n"
@@ -32,13 +33,13 @@ def haproxy_stats_rows(host: Any, socket_path: str = "/run/haproxy/admin.sock") 
     return list(csv.DictReader(io.StringIO(output.removeprefix("# "))))
 
 
-def main_pid(host: Any, service: str) -> int:
+def main_pid(host: Host, service: str) -> int:
     pid = int(host.check_output("systemctl show --property MainPID --value %s", service))
     assert pid > 0, f"{service} has no main process"
     return pid
 
 
-def nofile_limits(host: Any, pid: int) -> tuple[int, int]:
+def nofile_limits(host: Host, pid: int) -> tuple[int, int]:
     """(soft, hard) 'Max open files' of a running process: the limit that really took effect."""
     for line in host.file(f"/proc/{pid}/limits").content_string.splitlines():
         if line.startswith("Max open files"):

@@ -1,17 +1,19 @@
 """End to end: messages published on the bus reach public subscribers through proxy01:9940."""
 
 import json
-from typing import Any
+
+from testinfra.host import Host
 
 testinfra_hosts = ["podman://app01"]
 
 MESSAGES = 1000
 
 
-def test_every_message_arrives_byte_identical_and_in_order(host: Any) -> None:
+def test_every_message_arrives_byte_identical_and_in_order(host: Host) -> None:
     # 3001 is one of the gateway's bus endpoints, bound only while the probe runs.
     output = host.check_output(
-        "fedmsg-chain-probe check --publish tcp://*:3001 --subscribe tcp://proxy01:9940 --count %s", str(MESSAGES)
+        "fedmsg-chain-probe check --publish tcp://*:3001 --subscribe tcp://proxy01:9940 --count %s",
+        str(MESSAGES),
     )
     result = json.loads(output)
     assert result["all"] == {
@@ -29,7 +31,7 @@ def test_every_message_arrives_byte_identical_and_in_order(host: Any) -> None:
     }
 
 
-def test_the_demo_publisher_stream_flows_through_the_proxy(host: Any) -> None:
+def test_the_demo_publisher_stream_flows_through_the_proxy(host: Host) -> None:
     output = host.check_output(
         "timeout 30 fedmsg-chain-probe tail --subscribe tcp://proxy01:9940 "
         "--prefix org.fedoraproject.dev.demo --count 3"

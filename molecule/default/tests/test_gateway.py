@@ -1,34 +1,33 @@
 """The gateway host: the daemon runs as fedmsg with the configured open-files limit."""
 
-from typing import Any
-
 from conftest import main_pid, nofile_limits
+from testinfra.host import Host
 
 testinfra_hosts = ["podman://busgateway01"]
 
 
-def test_gateway_service_is_active_and_enabled(host: Any) -> None:
+def test_gateway_service_is_active_and_enabled(host: Host) -> None:
     service = host.service("fedmsg-gateway")
     assert service.is_running
     assert service.is_enabled
 
 
-def test_gateway_runs_as_fedmsg(host: Any) -> None:
+def test_gateway_runs_as_fedmsg(host: Host) -> None:
     pid = main_pid(host, "fedmsg-gateway")
     assert host.check_output("ps -o user= -p %s", str(pid)).strip() == "fedmsg"
 
 
-def test_gateway_runs_with_the_configured_nofile(host: Any, group_vars: dict) -> None:
+def test_gateway_runs_with_the_configured_nofile(host: Host, group_vars: dict) -> None:
     configured = group_vars["busgateway"]["busgateway_nofile"]
     assert nofile_limits(host, main_pid(host, "fedmsg-gateway")) == (configured, configured)
 
 
-def test_fedmsg_login_sessions_get_the_configured_nofile(host: Any, group_vars: dict) -> None:
+def test_fedmsg_login_sessions_get_the_configured_nofile(host: Host, group_vars: dict) -> None:
     configured = group_vars["busgateway"]["busgateway_nofile"]
     # runuser opens a PAM session, so pam_limits applies the limits.d drop-in.
     limits = host.check_output("runuser -u fedmsg -- /bin/sh -c 'ulimit -Sn; ulimit -Hn'").split()
     assert [int(value) for value in limits] == [configured, configured]
 
 
-def test_gateway_binds_the_public_port(host: Any) -> None:
+def test_gateway_binds_the_public_port(host: Host) -> None:
     assert host.socket("tcp://0.0.0.0:9940").is_listening

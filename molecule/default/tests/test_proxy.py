@@ -1,28 +1,27 @@
 """The proxy host: haproxy's live state, read from its stats socket and stats page."""
 
-from typing import Any
-
 from conftest import haproxy_stats_rows, main_pid, nofile_limits
+from testinfra.host import Host
 
 testinfra_hosts = ["podman://proxy01"]
 
 PROXY = "fedmsg-raw-zmq"
 
 
-def test_haproxy_is_active_and_enabled(host: Any) -> None:
+def test_haproxy_is_active_and_enabled(host: Host) -> None:
     service = host.service("haproxy")
     assert service.is_running
     assert service.is_enabled
 
 
-def test_listen_session_limit_is_the_configured_maxconn(host: Any, group_vars: dict) -> None:
+def test_listen_session_limit_is_the_configured_maxconn(host: Host, group_vars: dict) -> None:
     frontend = next(
         row for row in haproxy_stats_rows(host) if row["pxname"] == PROXY and row["svname"] == "FRONTEND"
     )
     assert int(frontend["slim"]) == group_vars["proxies"]["haproxy_fedmsg_maxconn"]
 
 
-def test_every_gateway_server_is_up(host: Any) -> None:
+def test_every_gateway_server_is_up(host: Host) -> None:
     servers = {
         row["svname"]: row["status"]
         for row in haproxy_stats_rows(host)
@@ -31,14 +30,14 @@ def test_every_gateway_server_is_up(host: Any) -> None:
     assert servers == {"busgateway01:9940": "UP"}
 
 
-def test_haproxy_runs_with_the_configured_nofile(host: Any, group_vars: dict) -> None:
+def test_haproxy_runs_with_the_configured_nofile(host: Host, group_vars: dict) -> None:
     configured = group_vars["proxies"]["haproxy_nofile"]
     # haproxy lowers its own soft limit to what maxconn needs; the hard limit is systemd's.
     _, hard = nofile_limits(host, main_pid(host, "haproxy"))
     assert hard == configured
 
 
-def test_stats_page_requires_the_password(host: Any, group_vars: dict) -> None:
+def test_stats_page_requires_the_password(host: Host, group_vars: dict) -> None:
     password = group_vars["proxies"]["haproxy_stats_password"]
     script = (
         "import base64,sys,urllib.request,urllib.error\n"
