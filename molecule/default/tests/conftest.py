@@ -20,6 +20,14 @@ def group_vars() -> dict[str, dict[str, Any]]:
         return yaml.safe_load(config)["provisioner"]["inventory"]["group_vars"]
 
 
+@pytest.fixture(scope="session")
+def role_defaults() -> dict[str, dict[str, Any]]:
+    """Each role's defaults/main.yml: what the system shows where the scenario overrides nothing."""
+    roles = SCENARIO_DIR.parents[1] / "roles"
+    defaults = roles.glob("*/defaults/main.yml")
+    return {path.parent.parent.name: yaml.safe_load(path.read_text()) for path in defaults}
+
+
 def haproxy_stats_rows(host: Host, socket_path: str = "/run/haproxy/admin.sock") -> list[dict[str, str]]:
     """`show stat` from the live stats socket, read to EOF, as CSV rows."""
     script = (

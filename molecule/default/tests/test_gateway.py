@@ -31,3 +31,22 @@ def test_fedmsg_login_sessions_get_the_configured_nofile(host: Host, group_vars:
 
 def test_gateway_binds_the_public_port(host: Host) -> None:
     assert host.socket("tcp://0.0.0.0:9940").is_listening
+
+
+# `systemd-analyze security fedmsg-gateway.service`, recorded in docs/security.md. Lower is better.
+RECORDED_EXPOSURE = 1.4
+
+
+def test_gateway_sandbox_exposure_does_not_regress(host: Host) -> None:
+    report = host.check_output("systemd-analyze security --no-pager fedmsg-gateway.service")
+    last_line = report.splitlines()[-1]
+    # "→ Overall exposure level for fedmsg-gateway.service: 1.4 OK 🙂"
+    exposure = float(last_line.split(": ")[1].split()[0])
+    assert exposure <= RECORDED_EXPOSURE, last_line
+
+
+def test_gateway_memory_is_bounded(host: Host, role_defaults: dict) -> None:
+    configured = role_defaults["fedmsg_gateway"]["fedmsg_gateway_memory_max"]
+    number, unit = configured[:-1], "KMGT".index(configured[-1])
+    expected = int(number) * 1024 ** (unit + 1)
+    assert host.check_output("systemctl show --property MemoryMax --value fedmsg-gateway") == str(expected)
