@@ -13,29 +13,29 @@ end is the bottleneck a Python loop would be:
 A burst of N <= the relay's send HWM (160000) can never be dropped by the relay, and any shortfall
 is reported as drops. Throughput = deliveries / (last delivery seen - burst release).
 
-  python bench/relay.py            # full run, 5 repetitions, about 2-3 minutes
-  python bench/relay.py --quick    # smoke run
+  python bench/relay.py                    # full run, 5 repetitions, about 2-3 minutes
+  python bench/relay.py --quick            # smoke run
+  python bench/relay.py --through-haproxy  # each relay behind its own haproxy, configured as
+                                           # roles/haproxy renders it (the fan-out cases only)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import socket
 import statistics
-import struct
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+from benchlib import Haproxy, Sink, Steered, free_port, raise_nofile, start_gateway
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 HWM = 160000  # the gateway's default, given to the plain proxy too
 TOPIC = b"org.fedoraproject.prod.bench.message"
 _POLL = 0.005  # seconds between looks at the sink's counters
@@ -62,82 +62,28 @@ def _message(size: int) -> list[bytes]:
     return [TOPIC, b"x" * (size - len(TOPIC))]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _statistics(control: zmq.Socket) -> list[int]:
-    control.send(b"STATISTICS")
-    return [struct.unpack("=Q", frame)[0] for frame in control.recv_multipart()]
-
-
-class Steered:
-    """zmq.proxy_steerable(frontend, backend) in a thread, with a PAIR to ask STATISTICS and TERMINATE."""
-
-    def __init__(self, ctx: zmq.Context, frontend: zmq.Socket, backend: zmq.Socket) -> None:
-        address = f"inproc://control-{uuid.uuid4().hex}"
-        proxy_end = ctx.socket(zmq.PAIR)
-        proxy_end.bind(address)
-        self.control = ctx.socket(zmq.PAIR)
-        self.control.connect(address)
-        self._proxy_end = proxy_end
-        self._thread = threading.Thread(
-            target=zmq.proxy_steerable, args=(frontend, backend, None, proxy_end), daemon=True
-        )
-        self._thread.start()
-
-    def bytes_in(self) -> int:
-        return _statistics(self.control)[1]
-
-    def stop(self) -> None:
-        self.control.send(b"TERMINATE")
-        self._thread.join()
-        self.control.close(linger=0)
-        self._proxy_end.close(linger=0)
-
-
-class Sink:
-    """One XSUB with `subscribers` connections to the relay, counted by a C proxy into a dead end."""
-
-    def __init__(self, ctx: zmq.Context, url: str, subscribers: int, size: int) -> None:
-        self.subscribers = subscribers
-        self.size = size
-        self._xsub = ctx.socket(zmq.XSUB)
-        self._xsub.setsockopt(zmq.RCVHWM, 0)
-        self._xsub.setsockopt(zmq.LINGER, 0)
-        for _ in range(subscribers):
-            self._xsub.connect(url)
-        # XSUB replays its subscriptions to every connection as it comes up.
-        self._xsub.send(b"\x01")
-        self._dead_end = ctx.socket(zmq.PUB)
-        self._dead_end.setsockopt(zmq.LINGER, 0)
-        self._proxy = Steered(ctx, self._xsub, self._dead_end)
-
-    def deliveries(self) -> int:
-        # Every message has the same size: bytes count deliveries whether libzmq counts frames or not.
-        return self._proxy.bytes_in() // self.size
-
-    def close(self) -> None:
-        self._proxy.stop()
-        self._xsub.close(linger=0)
-        self._dead_end.close(linger=0)
-
-
 class Lane:
     """Source -> relay under test (a subprocess) -> sink."""
 
-    def __init__(self, ctx: zmq.Context, kind: str) -> None:
+    def __init__(self, ctx: zmq.Context, kind: str, front: Path | None = None) -> None:
         self.kind = kind
         self._ctx = ctx
         self._source = ctx.socket(zmq.PUB)
         self._source.setsockopt(zmq.SNDHWM, 0)
         self._source.setsockopt(zmq.LINGER, 0)
         source_url = f"tcp://127.0.0.1:{self._source.bind_to_random_port('tcp://127.0.0.1')}"
-        self.relay_url = f"tcp://127.0.0.1:{_free_port()}"
-        self.metrics = f"127.0.0.1:{_free_port()}"
+        self.relay_url = f"tcp://127.0.0.1:{free_port()}"
+        self.metrics = f"127.0.0.1:{free_port()}"
         self.process = self._start_relay(kind, source_url)
+        # Optionally behind haproxy: subscribers then connect to it, and it to the relay.
+        self.haproxy: Haproxy | None = None
+        self.sink_url = self.relay_url
+        if front is not None:
+            relay_port = int(self.relay_url.rsplit(":", 1)[1])
+            self.haproxy = Haproxy(
+                front, [relay_port], haproxy_fedmsg_maxconn=4000, haproxy_global_maxconn=4100
+            )
+            self.sink_url = self.haproxy.url
 
     def _start_relay(self, kind: str, source_url: str) -> subprocess.Popen[bytes]:
         if kind == "zmq.proxy":
@@ -148,21 +94,10 @@ class Lane:
             if process.stdout is None or process.stdout.readline() != b"ready\n":
                 sys.exit("plain proxy did not start")
             return process
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        name = f"fedmsg-gateway-bench-{uuid.uuid4().hex}"
-        notify.bind("\0" + name)
-        notify.settimeout(10)
-        command = [sys.executable, "-m", "fedmsg_gateway", "--endpoint", source_url, "--bind", self.relay_url]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
-        env["NOTIFY_SOCKET"] = "@" + name
-        process = subprocess.Popen([*command, "--metrics", self.metrics], env=env, stderr=subprocess.DEVNULL)
-        with notify:
-            while b"READY=1" not in notify.recv(4096):
-                pass
-        return process
+        return start_gateway([source_url], [self.relay_url], self.metrics)
 
     def connect_sink(self, subscribers: int, size: int) -> Sink:
-        sink = Sink(self._ctx, self.relay_url, subscribers, size)
+        sink = Sink(self._ctx, self.sink_url, subscribers, size)
         self._join(sink)
         return sink
 
@@ -218,6 +153,8 @@ class Lane:
                 conn.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
                 page = b"".join(iter(lambda: conn.recv(65536), b"")).decode()
         self._source.close(linger=0)
+        if self.haproxy is not None:
+            self.haproxy.stop()
         self.process.terminate()
         self.process.wait(10)
         return page
@@ -243,22 +180,41 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="one short repetition per case")
     parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument(
+        "--through-haproxy", action="store_true", help="subscribers connect through the role's haproxy"
+    )
     parser.add_argument("--plain-proxy", nargs=2, metavar=("SOURCE", "BIND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_proxy:
         plain_proxy(*args.plain_proxy)
         return
     # 1000 subscriber connections need 1000 descriptors on each side; children inherit the limit.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    raise_nofile()
     repetitions = 1 if args.quick else args.repetitions
     scale = 5 if args.quick else 1
     print(f"python {sys.version.split()[0]}, pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, ", end="")
-    print(f"{os.cpu_count()} CPUs, {repetitions} repetition(s), medians")
+    print(f"{os.cpu_count()} CPUs, {repetitions} repetition(s), medians (spread = (max - min) / median)")
     ctx = zmq.Context()
-    lanes = [Lane(ctx, "fedmsg-gateway"), Lane(ctx, "zmq.proxy")]
-    print(f"{'deliveries/s':24} {'gateway':>11} {'zmq.proxy':>11} {'ratio':>6} {'drops':>6}")
-    for case in CASES:
+    cases = CASES
+    with tempfile.TemporaryDirectory(prefix="relay-") as workdir:
+        if args.through_haproxy:
+            # Fan-out is what haproxy adds work to; bursts 5x longer for steadier figures.
+            cases = [Case(c.name, c.size, c.subscribers, 5 * c.messages) for c in CASES if c.subscribers > 1]
+            fronts = [Path(workdir, "gateway"), Path(workdir, "proxy")]
+            for front in fronts:
+                front.mkdir()
+            print("subscribers connect through haproxy (roles/haproxy/templates/haproxy.cfg.j2)")
+            lanes = [Lane(ctx, "fedmsg-gateway", fronts[0]), Lane(ctx, "zmq.proxy", fronts[1])]
+        else:
+            lanes = [Lane(ctx, "fedmsg-gateway"), Lane(ctx, "zmq.proxy")]
+        run(lanes, cases, repetitions, scale)
+    ctx.destroy(linger=0)
+
+
+def run(lanes: list[Lane], cases: list[Case], repetitions: int, scale: int) -> None:
+    head = f"{'deliveries/s':24} {'gateway':>11} {'spread':>6} {'zmq.proxy':>11} {'spread':>6}"
+    print(f"{head} {'ratio':>6} {'drops':>6}")
+    for case in cases:
         sinks = {lane.kind: lane.connect_sink(case.subscribers, case.size) for lane in lanes}
         rates: dict[str, list[float]] = {lane.kind: [] for lane in lanes}
         drops = 0
@@ -273,10 +229,11 @@ def main() -> None:
             sink.close()
         gateway = statistics.median(rates["fedmsg-gateway"])
         proxy = statistics.median(rates["zmq.proxy"])
-        print(f"{case.name:24} {gateway:11,.0f} {proxy:11,.0f} {gateway / proxy:6.2f} {drops:6}")
+        spread = {kind: (max(v) - min(v)) / statistics.median(v) for kind, v in rates.items()}
+        row = f"{case.name:24} {gateway:11,.0f} {spread['fedmsg-gateway']:6.0%}"
+        print(f"{row} {proxy:11,.0f} {spread['zmq.proxy']:6.0%} {gateway / proxy:6.2f} {drops:6}")
     page = lanes[0].close()
     lanes[1].close()
-    ctx.destroy(linger=0)
     received = [line for line in page.splitlines() if line.startswith("fedmsg_gateway_") and "_total" in line]
     print("gateway's own counters at the end:", "; ".join(received))
 

@@ -11,31 +11,13 @@ subscribers, publishes MESSAGES ~3 KB messages and reads the daemon's VmRSS befo
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import time
-import uuid
-from pathlib import Path
 
 import zmq
+from benchlib import free_port, rss_kib, start_gateway
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 SIZE = 3000
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:
@@ -49,16 +31,8 @@ def main() -> None:
     source = ctx.socket(zmq.XPUB)
     source.setsockopt(zmq.SNDHWM, 0)
     source_url = f"tcp://127.0.0.1:{source.bind_to_random_port('tcp://127.0.0.1')}"
-    public = f"tcp://127.0.0.1:{_free_port()}"
-    name = f"fedmsg-gateway-stalled-{uuid.uuid4().hex}"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind("\0" + name)
-        notify.settimeout(10)
-        env = dict(os.environ, PYTHONPATH=SRC, NOTIFY_SOCKET="@" + name)
-        command = [sys.executable, "-m", "fedmsg_gateway", "--endpoint", source_url, "--bind", public]
-        daemon = subprocess.Popen([*command, "--metrics", ""], env=env, stderr=subprocess.DEVNULL)
-        while b"READY=1" not in notify.recv(4096):
-            pass
+    public = f"tcp://127.0.0.1:{free_port()}"
+    daemon = start_gateway([source_url], [public])
     source.recv()  # the gateway's subscription: from now on nothing sent is lost upstream
     for _ in range(args.subscribers):
         stalled = ctx.socket(zmq.SUB)
@@ -67,12 +41,12 @@ def main() -> None:
         stalled.setsockopt(zmq.SUBSCRIBE, b"")
         stalled.connect(public)
     time.sleep(1)
-    before = _rss_kib(daemon.pid)
+    before = rss_kib(daemon.pid)
     frames = [b"org.fedoraproject.prod.bench", b"x" * (SIZE - 28)]
     for _ in range(args.messages):
         source.send_multipart(frames)
     time.sleep(3)
-    after = _rss_kib(daemon.pid)
+    after = rss_kib(daemon.pid)
     daemon.terminate()
     daemon.wait(10)
     ctx.destroy(linger=0)

@@ -1,0 +1,230 @@
+"""What the benchmarks share: the real daemon and the role's haproxy as local processes, /proc readings.
+
+Imported by the scripts next to it (`python bench/X.py` puts bench/ on sys.path).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import zmq
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SRC = str(ROOT / "src")
+sys.path.insert(0, SRC)
+
+from fedmsg_gateway.check import parse_metrics  # noqa: E402  (the daemon's own parser, from src/)
+
+ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
+HAPROXY = shutil.which("haproxy", path="/usr/sbin:/usr/bin") or "haproxy"
+PROXY = "fedmsg-raw-zmq"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """An ephemeral port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def raise_nofile() -> int:
+    """Soft nofile up to the hard limit (children inherit it); returns it."""
+    import resource  # noqa: PLC0415  (only the scripts that hold many connections need it)
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def start_gateway(
+    endpoints: list[str], binds: list[str], metrics: str = "", stderr: int | None = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """The real daemon from src/ as a subprocess; returns once it told systemd READY=1 (ports bound)."""
+    name = f"fedmsg-gateway-bench-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        notify.settimeout(10)
+        env = dict(os.environ, NOTIFY_SOCKET="@" + name)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "fedmsg_gateway", "--metrics", metrics]
+        for url in endpoints:
+            command += ["--endpoint", url]
+        for url in binds:
+            command += ["--bind", url]
+        process = subprocess.Popen(command, env=env, stderr=stderr)
+        while b"READY=1" not in notify.recv(4096):
+            pass
+    return process
+
+
+def gateway_metrics(address: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+        return parse_metrics(response.read().decode())
+
+
+class Haproxy:
+    """haproxy in the foreground with the configuration roles/haproxy renders (bench/render-haproxy.yml).
+
+    Listens on 127.0.0.1:`port` in front of the gateway ports `backends` on 127.0.0.1; `overrides` are
+    role variables (e.g. maxconn). The per-source limit is off by default: every bench client comes
+    from 127.0.0.1.
+    """
+
+    def __init__(self, workdir: Path, backends: list[int], **overrides: object) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.socket_path = str(workdir / "admin.sock")
+        variables: dict[str, object] = {
+            "bench_haproxy_cfg": str(workdir / "haproxy.cfg"),
+            "haproxy_fedmsg_bind": f"127.0.0.1:{self.port}",
+            "haproxy_fedmsg_backend_ports": backends,
+            "haproxy_fedmsg_max_conn_per_source": 0,
+            "haproxy_stats_socket": self.socket_path,
+            "haproxy_stats_socket_group": "root",
+            "haproxy_stats_bind": f"127.0.0.1:{free_port()}",
+            "haproxy_stats_password": "bench-only",
+            "haproxy_fedmsg_check_interval": "1s",
+        } | overrides
+        inventory = workdir / "inventory.json"
+        inventory.write_text(json.dumps({"busgateway": {"hosts": {"127.0.0.1": {}}}}))
+        (workdir / "vars.json").write_text(json.dumps(variables))
+        playbook = [ANSIBLE_PLAYBOOK or "ansible-playbook", "-i", str(inventory)]
+        quiet = {"ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+        subprocess.run(
+            [*playbook, "-e", f"@{workdir / 'vars.json'}", "render-haproxy.yml"],
+            cwd=BENCH,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=dict(os.environ, **quiet),
+        )
+        self.config = (workdir / "haproxy.cfg").read_text()
+        self._log = (workdir / "haproxy.log").open("wb")
+        command = [HAPROXY, "-db", "-f", str(workdir / "haproxy.cfg")]
+        self.process = subprocess.Popen(command, stderr=self._log)
+        self._wait(lambda: self.stat("BACKEND")["status"] == "UP", "a gateway to pass the health check")
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def _wait(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                sys.exit(f"haproxy exited: {(self.workdir / 'haproxy.log').read_text()}")
+            try:
+                if condition():
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit(f"haproxy: timed out waiting for {what}")
+            time.sleep(0.1)
+
+    def query(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(self.socket_path)
+            sock.sendall(command.encode() + b"\n")
+            return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+
+    def stat(self, svname: str) -> dict[str, str]:
+        rows = csv.DictReader(self.query("show stat").removeprefix("# ").splitlines())
+        return next(row for row in rows if row["pxname"] == PROXY and row["svname"] == svname)
+
+    def sessions(self) -> int:
+        return int(self.stat("FRONTEND")["scur"])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self._log.close()
+
+
+def statistics(control: zmq.Socket) -> list[int]:
+    """The 8 counters of a zmq.proxy_steerable, asked over its control socket."""
+    control.send(b"STATISTICS")
+    return [struct.unpack("=Q", frame)[0] for frame in control.recv_multipart()]
+
+
+class Steered:
+    """zmq.proxy_steerable(frontend, backend) in a thread, with a PAIR to ask STATISTICS and TERMINATE."""
+
+    def __init__(self, ctx: zmq.Context, frontend: zmq.Socket, backend: zmq.Socket) -> None:
+        address = f"inproc://control-{uuid.uuid4().hex}"
+        proxy_end = ctx.socket(zmq.PAIR)
+        proxy_end.bind(address)
+        self.control = ctx.socket(zmq.PAIR)
+        self.control.connect(address)
+        self._proxy_end = proxy_end
+        self._thread = threading.Thread(
+            target=zmq.proxy_steerable, args=(frontend, backend, None, proxy_end), daemon=True
+        )
+        self._thread.start()
+
+    def bytes_in(self) -> int:
+        return statistics(self.control)[1]
+
+    def stop(self) -> None:
+        self.control.send(b"TERMINATE")
+        self._thread.join()
+        self.control.close(linger=0)
+        self._proxy_end.close(linger=0)
+
+
+class Sink:
+    """One XSUB with `subscribers` connections to `url`, counted by a C proxy into a dead end.
+
+    C speed, so the sink is never what a benchmark measures; every message must have `size` bytes.
+    """
+
+    def __init__(self, ctx: zmq.Context, url: str, subscribers: int, size: int) -> None:
+        self.subscribers = subscribers
+        self.size = size
+        self._xsub = ctx.socket(zmq.XSUB)
+        self._xsub.setsockopt(zmq.RCVHWM, 0)
+        self._xsub.setsockopt(zmq.LINGER, 0)
+        for _ in range(subscribers):
+            self._xsub.connect(url)
+        # XSUB replays its subscriptions to every connection as it comes up.
+        self._xsub.send(b"\x01")
+        self._dead_end = ctx.socket(zmq.PUB)
+        self._dead_end.setsockopt(zmq.LINGER, 0)
+        self._proxy = Steered(ctx, self._xsub, self._dead_end)
+
+    def deliveries(self) -> int:
+        # Every message has the same size: bytes count deliveries whether libzmq counts frames or not.
+        return self._proxy.bytes_in() // self.size
+
+    def close(self) -> None:
+        self._proxy.stop()
+        self._xsub.close(linger=0)
+        self._dead_end.close(linger=0)
