@@ -68,7 +68,8 @@ def test_a_wrong_variable_fails_before_any_change(host: Host) -> None:
             timeout=300,
             check=False,
         )
+        output = run.stdout + run.stderr  # fatal: lines go to stderr
         assert run.returncode != 0, f"{playbook} with {extra_vars} succeeded"
-        assert named in run.stdout, f"the failure does not name {named}:\n{run.stdout[-3000:]}"
-        assert "changed=0" in run.stdout, run.stdout[-3000:]
+        assert named in output, f"the failure does not name {named}:\n{output[-3000:]}"
+        assert "changed=0" in output, output[-3000:]
     assert snapshot(host, service, paths) == before
