@@ -206,12 +206,15 @@ class Sink:
     C speed, so the sink is never what a benchmark measures; every message must have `size` bytes.
     """
 
-    def __init__(self, ctx: zmq.Context, url: str, subscribers: int, size: int) -> None:
+    def __init__(self, ctx: zmq.Context, url: str, subscribers: int, size: int, monitor: str = "") -> None:
         self.subscribers = subscribers
         self.size = size
         self._xsub = ctx.socket(zmq.XSUB)
         self._xsub.setsockopt(zmq.RCVHWM, 0)
         self._xsub.setsockopt(zmq.LINGER, 0)
+        if monitor:
+            # Connection events to this inproc address; set up before the C proxy owns the socket.
+            self._xsub.monitor(monitor, zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         for _ in range(subscribers):
             self._xsub.connect(url)
         # XSUB replays its subscriptions to every connection as it comes up.
