@@ -1,0 +1,253 @@
+"""Monitoring: Nagios on noc01 checks the proxies and gateways over NRPE.
+
+What is asserted is Nagios's own view (status.dat) after a check forced through its external command
+file, not a plugin's exit code: the states an operator would be paged with.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import yaml
+from conftest import SCENARIO_DIR, haproxy_stats_rows
+from testinfra.host import Host
+
+testinfra_hosts = ["podman://noc01"]
+
+STATUS_FILE = "/var/lib/nagios4/status.dat"
+COMMAND_FILE = "/var/lib/nagios4/rw/nagios.cmd"
+OK, WARNING, CRITICAL = 0, 1, 2
+PROXY = "fedmsg-raw-zmq"
+SESSIONS = "fedmsg-raw-zmq sessions"
+GATEWAY_SERVICES = ("fedmsg-gateway alive", "bus traffic fresh", "fedmsg-gateway procs")
+CLIENTS_UNIT = "fedmsg-test-clients"
+# Real public clients: one SUB socket (one TCP connection through haproxy) each, subscribed to
+# everything, held until the unit is stopped.
+HOLD_CLIENTS = (
+    "import sys, time, zmq\n"
+    "context = zmq.Context()\n"
+    "sockets = []\n"
+    "for _ in range(int(sys.argv[2])):\n"
+    "    sock = context.socket(zmq.SUB)\n"
+    "    sock.setsockopt(zmq.SUBSCRIBE, b'')\n"
+    "    sock.connect(sys.argv[1])\n"
+    "    sockets.append(sock)\n"
+    "while True:\n"
+    "    time.sleep(3600)\n"
+)
+
+
+def platforms_in(group: str) -> list[str]:
+    with (SCENARIO_DIR / "molecule.yml").open() as config:
+        platforms = yaml.safe_load(config)["platforms"]
+    return [platform["name"] for platform in platforms if group in platform.get("groups", [])]
+
+
+def status_blocks(host: Host, kind: str) -> list[dict[str, str]]:
+    """Every `kind {...}` block of status.dat (hoststatus, servicestatus) as a dict."""
+    blocks, current = [], None
+    for raw_line in host.file(STATUS_FILE).content_string.splitlines():
+        line = raw_line.strip()
+        if line == f"{kind} {{":
+            current = {}
+        elif line == "}" and current is not None:
+            blocks.append(current)
+            current = None
+        elif current is not None and "=" in line:
+            key, value = line.split("=", 1)
+            current[key] = value
+    return blocks
+
+
+def service_status(host: Host, host_name: str, service: str) -> dict[str, str]:
+    matches = [
+        block
+        for block in status_blocks(host, "servicestatus")
+        if block["host_name"] == host_name and block["service_description"] == service
+    ]
+    assert len(matches) == 1, f"Nagios has {len(matches)} '{service}' services on {host_name}"
+    return matches[0]
+
+
+def forced_check(host: Host, host_name: str, service: str, timeout: float = 60) -> dict[str, str]:
+    """Force one check through Nagios's external command file; its status once Nagios has it."""
+    before = int(service_status(host, host_name, service)["last_check"])
+    if before >= int(time.time()):
+        time.sleep(1)  # last_check has 1 s resolution: a new check must be told from the last one
+    command = f"[{int(time.time())}] SCHEDULE_FORCED_SVC_CHECK;{host_name};{service};{int(time.time())}"
+    host.check_output('timeout 10 sh -c \'echo "$1" > "$2"\' - %s %s', command, COMMAND_FILE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = service_status(host, host_name, service)
+        if int(status["last_check"]) > before:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"Nagios did not run the forced '{service}' check on {host_name} in {timeout:.0f} s")
+
+
+def state_after_forced_checks(
+    host: Host, host_name: str, service: str, expected: int, timeout: float = 30
+) -> dict[str, str]:
+    """Force checks until Nagios shows `expected` (a restarted daemon needs a moment), or give up."""
+    deadline = time.monotonic() + timeout
+    status = forced_check(host, host_name, service)
+    while int(status["current_state"]) != expected and time.monotonic() < deadline:
+        time.sleep(1)
+        status = forced_check(host, host_name, service)
+    return status
+
+
+def frontend_sessions(proxy: Host) -> int:
+    return next(
+        int(row["scur"])
+        for row in haproxy_stats_rows(proxy)
+        if row["pxname"] == PROXY and row["svname"] == "FRONTEND"
+    )
+
+
+def wait_for_sessions(proxy: Host, expected: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (current := frontend_sessions(proxy)) != expected:
+        assert time.monotonic() < deadline, f"{PROXY} holds {current} sessions, not {expected}"
+        time.sleep(0.5)
+
+
+def gateway_servers_up(proxy: Host) -> bool:
+    rows = haproxy_stats_rows(proxy)
+    return all(
+        row["status"] == "UP" for row in rows if row["pxname"] == PROXY and row["svname"] != "FRONTEND"
+    )
+
+
+@pytest.fixture
+def clients(host: Host) -> Iterator[Callable[[int], None]]:
+    """hold(n): n real subscribers from app01 through proxy01:9940, replacing any held before."""
+    app = host.get_host("podman://app01")
+    proxy = host.get_host("podman://proxy01")
+
+    def stop() -> None:
+        app.run("systemctl stop %s", CLIENTS_UNIT)
+        wait_for_sessions(proxy, 0)
+
+    def hold(count: int) -> None:
+        stop()
+        if count:
+            app.check_output(
+                "systemd-run --quiet --collect --unit %s python3 -c %s tcp://proxy01:9940 %s",
+                CLIENTS_UNIT,
+                HOLD_CLIENTS,
+                str(count),
+            )
+            wait_for_sessions(proxy, count)
+
+    try:
+        yield hold
+    finally:
+        stop()
+
+
+def test_nagios_is_active_and_enabled(host: Host) -> None:
+    service = host.service("nagios4")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_every_inventory_host_has_its_checks(host: Host) -> None:
+    proxies, gateways = platforms_in("proxies"), platforms_in("busgateway")
+    expected = {(name, SESSIONS) for name in proxies} | {
+        (name, service) for name in gateways for service in GATEWAY_SERVICES
+    }
+    configured = {
+        (block["host_name"], block["service_description"])
+        for block in status_blocks(host, "servicestatus")
+        if block["host_name"] in proxies + gateways
+    }
+    assert configured == expected
+    assert {block["host_name"] for block in status_blocks(host, "hoststatus")} >= set(proxies + gateways)
+
+
+def test_nrpe_answers_the_nagios_server_only(host: Host) -> None:
+    # From noc01 (allowed): NRPE answers with its version.
+    assert host.check_output("/usr/lib/nagios/plugins/check_nrpe -H proxy01").startswith("NRPE v")
+    # From the proxy itself (the firewall lets loopback through; allowed_hosts does not):
+    # NRPE drops the connection at once instead of waiting for the TLS handshake.
+    probe = (
+        "import socket\n"
+        "sock = socket.create_connection(('127.0.0.1', 5666), timeout=5)\n"
+        "try:\n"
+        "    print('dropped' if sock.recv(1) == b'' else 'data')\n"
+        "except ConnectionResetError:\n"
+        "    print('dropped')\n"
+        "except TimeoutError:\n"
+        "    print('waiting')\n"
+    )
+    proxy = host.get_host("podman://proxy01")
+    assert proxy.check_output("python3 -c %s", probe).strip() == "dropped"
+    # The same probe from noc01 shows that an allowed host's connection is kept open.
+    assert host.check_output("python3 -c %s", probe.replace("127.0.0.1", "proxy01")).strip() == "waiting"
+
+
+def test_nrpe_takes_no_arguments_from_the_network(host: Host) -> None:
+    check_nrpe = "/usr/lib/nagios/plugins/check_nrpe -H proxy01 -c check_fedmsg_raw_zmq_sessions"
+    assert host.check_output(check_nrpe).startswith("SESSIONS OK")
+    # Arguments would let whoever reaches NRPE choose the thresholds (or worse): NRPE refuses them.
+    result = host.run(f"{check_nrpe} -a 1 2")
+    assert result.rc != OK
+    assert "SESSIONS" not in result.stdout
+
+
+def test_stats_socket_is_readable_by_nrpe_and_nobody_else(host: Host, group_vars: dict) -> None:
+    proxy = host.get_host("podman://proxy01")
+    socket = proxy.file("/run/haproxy/admin.sock")
+    assert socket.is_socket
+    assert socket.group == group_vars["proxies"]["haproxy_stats_socket_group"] == "nagios"
+    assert socket.mode == 0o660
+    plugin = "/usr/lib/nagios/plugins/check_haproxy_sessions"
+    as_nagios = proxy.run("runuser -u nagios -- %s", plugin)
+    assert as_nagios.rc == OK, as_nagios.stdout
+    as_nobody = proxy.run("runuser -u nobody -- %s", plugin)
+    assert as_nobody.rc == 3
+    assert "permission denied" in as_nobody.stdout
+
+
+def test_sessions_state_follows_real_clients(
+    host: Host, group_vars: dict, clients: Callable[[int], None]
+) -> None:
+    limit = group_vars["proxies"]["haproxy_fedmsg_maxconn"]
+    # The plugin's defaults, which the NRPE role keeps: WARNING from 80 %, CRITICAL from 90 %.
+    warning_from, critical_from = math.ceil(limit * 0.8), math.ceil(limit * 0.9)
+    steps = [
+        (3, OK),
+        (warning_from + 2, WARNING),
+        (critical_from + 2, CRITICAL),
+        (0, OK),
+    ]
+    assert critical_from + 2 < limit, "the scenario's maxconn is too low for these steps"
+    for count, expected in steps:
+        clients(count)
+        status = forced_check(host, "proxy01", SESSIONS)
+        assert int(status["current_state"]) == expected, f"{count} sessions: {status['plugin_output']}"
+        assert f"{PROXY} {count}/{limit} " in status["plugin_output"]
+
+
+def test_gateway_checks_go_critical_when_the_daemon_stops_and_recover(host: Host) -> None:
+    gateway = host.get_host("podman://busgateway01")
+    proxy = host.get_host("podman://proxy01")
+    try:
+        gateway.check_output("systemctl stop fedmsg-gateway")
+        for service in GATEWAY_SERVICES:
+            status = forced_check(host, "busgateway01", service)
+            assert int(status["current_state"]) == CRITICAL, (service, status["plugin_output"])
+    finally:
+        gateway.check_output("systemctl start fedmsg-gateway")
+    for service in GATEWAY_SERVICES:
+        status = state_after_forced_checks(host, "busgateway01", service, OK)
+        assert int(status["current_state"]) == OK, (service, status["plugin_output"])
+    # Leave the chain as found: haproxy marks the gateway up again after its rise checks.
+    deadline = time.monotonic() + 30
+    while not gateway_servers_up(proxy):
+        assert time.monotonic() < deadline, "haproxy did not mark the gateway up again"
+        time.sleep(0.5)
