@@ -1,0 +1,48 @@
+"""playbooks/add_gateway_host.yml edited the operator's inventory (the scratch copy) as documented."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import SCENARIO_DIR, SCRATCH_INVENTORY
+from testinfra.host import Host
+
+testinfra_hosts = ["podman://busgateway02"]
+
+
+def test_hosts_file_gained_exactly_the_new_gateway() -> None:
+    seed = (SCENARIO_DIR / "inventory" / "hosts.yml").read_text().splitlines()
+    edited = (SCRATCH_INVENTORY / "hosts.yml").read_text().splitlines()
+    assert [line for line in edited if line not in seed] == ["        busgateway02:"]
+    assert len(edited) == len(seed) + 1
+    data = yaml.safe_load("\n".join(edited))
+    assert list(data["all"]["children"]["busgateway"]["hosts"]) == ["busgateway01", "busgateway02"]
+
+
+def test_ansible_reads_the_edited_inventory() -> None:
+    ansible_inventory = Path(sys.executable).parent / "ansible-inventory"
+    graph = subprocess.run(
+        [str(ansible_inventory), "-i", str(SCRATCH_INVENTORY / "hosts.yml"), "--graph", "busgateway"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},
+    ).stdout
+    assert "busgateway01" in graph
+    assert "busgateway02" in graph
+
+
+def test_new_host_vars_were_pressed_from_the_template() -> None:
+    pressed = (SCRATCH_INVENTORY / "host_vars" / "busgateway02.yml").read_text()
+    assert pressed.startswith("---\n# busgateway02: host-specific settings only")
+    assert yaml.safe_load(pressed) == {"fedmsg_gateway_bind_address": "*"}
+
+
+def test_new_gateway_serves_every_configured_port(host: Host, ports: list[int]) -> None:
+    assert host.service("fedmsg-gateway").is_running
+    assert host.service("fedmsg-gateway").is_enabled
+    for port in ports:
+        assert host.socket(f"tcp://0.0.0.0:{port}").is_listening

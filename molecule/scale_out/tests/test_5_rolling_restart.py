@@ -1,0 +1,142 @@
+"""playbooks/rolling_restart.yml restarts both gateways while subscribers keep receiving.
+
+24 subscribers (one connection each) are spread over both gateways. While the first gateway
+restarts, the subscribers of the other one must lose nothing; those of the restarted one are cut,
+reconnected by ZeroMQ through haproxy to the live gateway, and must resume within seconds. Every
+message a subscriber misses must fall inside one of its own outages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import testinfra
+from conftest import (
+    EPHEMERAL_DIR,
+    GATEWAYS,
+    PROBE,
+    PUBLIC,
+    SCENARIO_DIR,
+    SCRATCH_INVENTORY,
+    Background,
+    read_json,
+    servers,
+    sessions_per_gateway,
+    wait_for,
+)
+from testinfra.host import Host
+
+testinfra_hosts = ["podman://app01"]
+
+SUBSCRIBERS = 24
+MAX_OUTAGE_S = 5.0
+PROJECT_DIR = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", SCENARIO_DIR.parent.parent))
+
+
+def gateway_pids() -> dict[str, str]:
+    return {
+        name: testinfra.get_host(f"podman://{name}").check_output(
+            "systemctl show --property MainPID --value fedmsg-gateway"
+        )
+        for name in GATEWAYS
+    }
+
+
+def run_rolling_restart() -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "ANSIBLE_CONFIG"}
+    env.update(ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_LIBRARY=str(PROJECT_DIR / "library"))
+    command = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        # Molecule's inventory (connections, group_vars) plus the operator's edited one (busgateway02).
+        "-i", str(EPHEMERAL_DIR / "inventory"),
+        "-i", str(SCRATCH_INVENTORY / "hosts.yml"),
+        str(PROJECT_DIR / "playbooks" / "rolling_restart.yml"),
+    ]  # fmt: skip
+    return subprocess.run(
+        command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=400, check=False
+    )
+
+
+def outages(subscriber: dict[str, Any]) -> list[tuple[float, float]]:
+    """(lost, re-established) for every disconnect; a disconnect never followed by a handshake fails."""
+    result = []
+    for lost in subscriber["disconnects"]:
+        back = [t for t in subscriber["handshakes"] if t > lost]
+        assert back, f"subscriber {subscriber['index']} lost its connection at {lost} and never got it back"
+        result.append((lost, back[0]))
+    return result
+
+
+def unexplained_losses(subscriber: dict[str, Any]) -> list[int]:
+    """Sequence numbers missing between two received messages whose gap overlaps none of its outages."""
+    windows = [(lost - 1.0, back + 3.0) for lost, back in outages(subscriber)]
+    received = subscriber["received"]
+    missing = []
+    for (seq, published, _), (next_seq, next_published, _) in itertools.pairwise(received):
+        explained = any(start < next_published and published < end for start, end in windows)
+        if next_seq > seq + 1 and not explained:
+            missing.extend(range(seq + 1, next_seq))
+    return missing
+
+
+def test_rolling_restart_keeps_every_subscriber(host: Host, proxy: Host, background: Background) -> None:
+    status_file = "/run/rolling-subscribers.json"
+    host.run("rm -f %s", status_file)
+    background(
+        "rolling-subscribers",
+        f"{PROBE} watch --subscribe {PUBLIC} --subscribers {SUBSCRIBERS} --status {status_file}",
+    )
+
+    def all_receiving() -> bool:
+        status = read_json(host, status_file)
+        return bool(status) and all(len(s["received"]) >= 3 for s in status["subscribers"])
+
+    wait_for("every subscriber to receive", all_receiving)
+    per_gateway = sessions_per_gateway(proxy)
+    assert all(per_gateway[g] > 0 for g in GATEWAYS), f"subscribers not on both gateways: {per_gateway}"
+    pids_before = gateway_pids()
+
+    started = time.time()
+    result = run_rolling_restart()
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    time.sleep(4)
+    host.check_output("systemctl stop rolling-subscribers")
+    status = read_json(host, status_file)
+
+    # Both gateways restarted, and both are back in rotation.
+    pids_after = gateway_pids()
+    assert all(pids_after[g] != pids_before[g] for g in GATEWAYS), (pids_before, pids_after)
+    assert {row["status"] for row in servers(proxy).values()} == {"UP"}
+
+    subscribers = status["subscribers"]
+    for subscriber in subscribers:
+        label = f"subscriber {subscriber['index']}"
+        for lost, back in outages(subscriber):
+            assert back - lost <= MAX_OUTAGE_S, f"{label} was cut for {back - lost:.1f} s"
+            resumed = [r[2] for r in subscriber["received"] if r[2] > back]
+            assert resumed, f"{label} received nothing after reconnecting"
+            delay = resumed[0] - lost
+            assert delay <= MAX_OUTAGE_S, f"{label} resumed {delay:.1f} s after the cut"
+        assert unexplained_losses(subscriber) == [], f"{label} lost messages outside its outages"
+        assert subscriber["received"][-1][2] > status["now"] - 3, f"{label} no longer receives"
+
+    # The first gateway restarted cut only its own subscribers: the others received every message.
+    first_cut = min(t for s in subscribers for t in s["disconnects"] if t > started)
+    cut = [s for s in subscribers if any(first_cut <= t <= first_cut + 3 for t in s["disconnects"])]
+    kept = [s for s in subscribers if s not in cut]
+    assert cut, "no subscriber was cut by the first restart"
+    assert kept, "every subscriber was cut by the first restart: the other gateway did not keep its own"
+    for subscriber in kept:
+        window = [r for r in subscriber["received"] if first_cut - 1 <= r[1] <= first_cut + 10]
+        sequence = [r[0] for r in window]
+        label = f"subscriber {subscriber['index']}"
+        assert len(sequence) >= 15, f"{label} received {len(sequence)} messages around the restart"
+        assert sequence == list(range(sequence[0], sequence[0] + len(sequence))), (
+            f"{label}, of the other gateway, lost messages during the restart"
+        )
