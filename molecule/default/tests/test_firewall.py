@@ -30,3 +30,21 @@ def test_the_proxy_reaches_the_gateway(host: Host) -> None:
 
 def test_the_public_port_is_open_to_everyone(host: Host) -> None:
     assert connect_from(host, "proxy01", 9940) == "connected"
+
+
+STATS_PAGE = (
+    "import urllib.request,urllib.error\n"
+    "try:\n"
+    "    print(urllib.request.urlopen('http://proxy01:8404/', timeout=5).status)\n"
+    "except urllib.error.HTTPError as error:\n"
+    "    print(error.code)\n"
+    "except OSError as error:\n"
+    "    print(type(getattr(error, 'reason', error)).__name__)\n"
+)
+
+
+def test_the_stats_page_answers_only_the_admin_host(host: Host) -> None:
+    assert connect_from(host, "proxy01", 8404) == "ConnectionRefusedError"
+    admin = host.get_host("podman://noc01")
+    # It answers the admin host, and asks it for the password.
+    assert admin.check_output("python3 -c %s", STATS_PAGE).strip() == "401"
