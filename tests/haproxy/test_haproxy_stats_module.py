@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import ansible_json
 import pytest
 from haproxy_chain import PROXY, Chain, ChainFactory
 
-LIBRARY = Path(__file__).resolve().parents[2] / "library"
-ANSIBLE = Path(sys.executable).parent / "ansible"
 READY, DRAIN, MAINT = 0x00, 0x08, 0x01
 
 
 def run_module(args: dict[str, object], tmp_path: Path, *, check_mode: bool = False) -> dict[str, Any]:
-    """Run the module as an ad-hoc task and return localhost's result."""
-    env = {
-        **os.environ,
-        "ANSIBLE_LIBRARY": str(LIBRARY),
-        "ANSIBLE_STDOUT_CALLBACK": "json",
-        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        # The targets run modules with Debian 12's /usr/bin/python3, as does this test.
-        "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-    }
-    command = [str(ANSIBLE), "localhost", "-c", "local", "-m", "haproxy_stats", "-a", json.dumps(args)]
-    if check_mode:
-        command.append("--check")
-    # cwd away from the repo: only the environment above configures ansible, never an ansible.cfg.
-    result = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    # The targets run modules with Debian 12's /usr/bin/python3, as does this test.
+    interpreter = {"ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3"}
+    return ansible_json.run_module(
+        "haproxy_stats", args, tmp_path, check_mode=check_mode, extra_env=interpreter
     )
-    try:
-        output = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"ansible printed no JSON (exit {result.returncode}): {result.stdout}{result.stderr}")
-    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
 def module_args(chain: Chain, **extra: object) -> dict[str, object]:

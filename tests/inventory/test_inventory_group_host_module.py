@@ -5,49 +5,26 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import ansible_json
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-LIBRARY = ROOT / "library"
-ANSIBLE = Path(sys.executable).parent / "ansible"
 PRODUCTION = ROOT / "inventory" / "production" / "hosts.yml"
 NEW_HOST = "busgateway02.iad2.fedoraproject.org"
 
 
 def run_module(args: dict[str, object], tmp_path: Path, *, check_mode: bool = False) -> dict[str, Any]:
-    """Run the module as an ad-hoc task on localhost and return its result."""
-    env = {
-        **os.environ,
-        "ANSIBLE_LIBRARY": str(LIBRARY),
-        "ANSIBLE_STDOUT_CALLBACK": "json",
-        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-    }
-    command = [str(ANSIBLE), "localhost", "-c", "local", "-m", "inventory_group_host", "-a", json.dumps(args)]
-    if check_mode:
-        command.append("--check")
-    result = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    try:
-        output = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"ansible printed no JSON (exit {result.returncode}): {result.stdout}{result.stderr}")
-    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return ansible_json.run_module("inventory_group_host", args, tmp_path, check_mode=check_mode)
 
 
 def inventory_groups(path: Path) -> dict[str, list[str]]:
     """Group -> hosts as ansible-inventory itself reads the file."""
     output = subprocess.run(
-        [str(ANSIBLE) + "-inventory", "-i", str(path), "--list"],
+        [str(ansible_json.BIN / "ansible-inventory"), "-i", str(path), "--list"],
         capture_output=True,
         text=True,
         check=True,

@@ -3,42 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import ansible_json
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = Path(__file__).with_name("capacity.yml")
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 CAPACITY_TASK = "haproxy : Check the proxy-to-gateway paths can hold haproxy_fedmsg_maxconn sessions"
 
 
 def run(inventory: str, tmp_path: Path, extra_vars: dict[str, object] | None = None) -> list[dict[str, Any]]:
     """Run the playbook; return every task result as {task, host, result}."""
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_LIBRARY": str(ROOT / "library"),
-        "ANSIBLE_STDOUT_CALLBACK": "json",
-        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-    }
-    command = [str(ANSIBLE_PLAYBOOK), "-i", str(ROOT / "inventory" / inventory), str(PLAYBOOK)]
+    command = ["ansible-playbook", "-i", str(ROOT / "inventory" / inventory), str(PLAYBOOK)]
     if extra_vars:
         command += ["-e", json.dumps(extra_vars)]
-    result = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False
-    )
-    try:
-        output = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"ansible printed no JSON (exit {result.returncode}): {result.stdout}{result.stderr}")
+    output = ansible_json.ansible_json(command, tmp_path)
     return [
         {"task": task["task"]["name"], "host": host, "result": outcome}
         for play in output["plays"]

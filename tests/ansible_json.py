@@ -1,0 +1,67 @@
+"""Run ansible or ansible-playbook as the bundle's users do and read the JSON callback's report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def ansible_json(
+    command: list[str], tmp_path: Path, *, extra_env: dict[str, str] | None = None, timeout: int = 180
+) -> dict[str, Any]:
+    """Run COMMAND (`ansible ...` or `ansible-playbook ...`) with the bundle's roles and modules.
+
+    It runs from tmp_path, so no ansible.cfg applies: only the environment below configures ansible.
+    Fails the test when ansible printed no JSON report.
+    """
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_LIBRARY": str(ROOT / "library"),
+        "ANSIBLE_STDOUT_CALLBACK": "json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        **(extra_env or {}),
+    }
+    executable, *arguments = command
+    result = subprocess.run(
+        [str(BIN / executable), *arguments],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"ansible printed no JSON (exit {result.returncode}): {result.stdout}{result.stderr}")
+
+
+def run_module(
+    module: str,
+    args: dict[str, object],
+    tmp_path: Path,
+    *,
+    check_mode: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run MODULE from library/ as an ad-hoc task on localhost and return localhost's result."""
+    command = ["ansible", "localhost", "-c", "local", "-m", module, "-a", json.dumps(args)]
+    if check_mode:
+        command.append("--check")
+    report = ansible_json(command, tmp_path, extra_env=extra_env, timeout=120)
+    return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
