@@ -6,13 +6,13 @@ Polling keeps the relay at C speed: the proxy counts every message itself, we on
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 import zmq
 
 from fedmsg_gateway.relay import STATISTICS_UNIT, Counters, Relay, query_counters
+from fedmsg_gateway.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ _UNIT_HELP = {
 }
 
 
-class Metrics:
+class Metrics(Worker):
     """Latest proxy counters plus the time the received counter last moved.
 
     The poller thread replaces whole immutable values; readers need no lock under the GIL.
@@ -38,15 +38,7 @@ class Metrics:
         # Before the first message, the age counts from start: a gateway that never received anything
         # is as stale as one that stopped receiving.
         self._last_change = time.monotonic()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="metrics-poller", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        self._stopping.set()
-        self._thread.join(timeout)
+        super().__init__("metrics-poller")
 
     def _run(self) -> None:
         sock = self._relay.control_client()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-
 import zmq
 from zmq.utils.monitor import recv_monitor_message
+
+from fedmsg_gateway.worker import Worker
 
 # How often the thread looks at its stop flag while no event arrives.
 _POLL_MS = 100
 
 
-class SubscriberTracker:
+class SubscriberTracker(Worker):
     """A thread reading EVENT_ACCEPTED/EVENT_DISCONNECTED; count is the number of open connections.
 
     Events carry the connection's file descriptor, so a set of fds stays right even if a
@@ -21,19 +21,11 @@ class SubscriberTracker:
     def __init__(self, monitor: zmq.Socket) -> None:
         self._monitor = monitor
         self._fds: set[int] = set()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="subscribers", daemon=True)
+        super().__init__("subscribers")
 
     @property
     def count(self) -> int:
         return len(self._fds)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        self._stopping.set()
-        self._thread.join(timeout)
 
     def _run(self) -> None:
         try:

@@ -114,6 +114,19 @@ class Gateway:
         return self.process.returncode
 
 
+def run_to_exit(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m MODULE ARGS` from this checkout's src/ until it exits, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=env_with_src(**env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
 def bus_publisher(ctx: zmq.Context, port: int | None = None) -> tuple[zmq.Socket, str]:
     """A bus publisher (XPUB, so the test sees the gateway's subscription arrive) on loopback.
 

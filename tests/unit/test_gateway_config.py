@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from gateway_harness import TIMEOUT, env_with_src
+from gateway_harness import run_to_exit
 
 from fedmsg_gateway.config import Config, load
 
@@ -73,15 +71,7 @@ def test_flags_override_file(tmp_path: Path) -> None:
 
 def _fails(args: list[str]) -> str:
     """Run the daemon expecting a configuration error; return its only stderr line."""
-    result = subprocess.run(
-        [sys.executable, "-m", "fedmsg_gateway", *args],
-        env=env_with_src(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    result = run_to_exit("fedmsg_gateway", *args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -162,15 +152,7 @@ def test_bad_flags(args: list[str], expected: str) -> None:
 def test_check_config_validates_without_starting(tmp_path: Path) -> None:
     """--check-config is the Ansible template's validate command: 0 for a good file, 2 for a bad one."""
     good = _write(tmp_path, 'endpoints = ["tcp://127.0.0.1:3000"]\nbinds = ["tcp://127.0.0.1:1"]\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "fedmsg_gateway", "--check-config", "--config", good],
-        env=env_with_src(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    result = run_to_exit("fedmsg_gateway", "--check-config", "--config", good)
     assert (result.returncode, result.stderr) == (0, "")
     bad = _write(tmp_path, 'endpoints = ["tcp://127.0.0.1:3000"]\nsend_hwm = "x"\n')
     assert "send_hwm" in _fails(["--check-config", "--config", bad])

@@ -5,13 +5,12 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gateway_harness import TIMEOUT, Gateway, NotifyListener, env_with_src, free_port
+from gateway_harness import TIMEOUT, Gateway, NotifyListener, free_port, run_to_exit
 
 StartGateway = Callable[..., Gateway]
 
@@ -54,15 +53,7 @@ def test_logs_binds_and_endpoints(start_gateway: StartGateway) -> None:
 def _run_until_exit(args: list[str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     notify = NotifyListener()
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "fedmsg_gateway", *args],
-            env=env_with_src(NOTIFY_SOCKET=notify.address),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
+        result = run_to_exit("fedmsg_gateway", *args, NOTIFY_SOCKET=notify.address)
         notify.wait_for("READY=1", timeout=0.2)
         return result, notify.states
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -17,9 +15,9 @@ from gateway_harness import (
     TIMEOUT,
     Gateway,
     bus_publisher,
-    env_with_src,
     free_port,
     relayed,
+    run_to_exit,
     scrape,
     subscriber,
     wait_metrics,
@@ -84,15 +82,7 @@ def test_help_and_type_lines(start_gateway: StartGateway) -> None:
 
 
 def _check(*args: str) -> tuple[int, str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "fedmsg_gateway.check", "--timeout", "2", *args],
-        env=env_with_src(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    result = run_to_exit("fedmsg_gateway.check", "--timeout", "2", *args)
     lines = result.stdout.splitlines()
     assert len(lines) == 1, result
     return result.returncode, lines[0]
