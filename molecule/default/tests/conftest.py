@@ -35,7 +35,7 @@ def haproxy_stats_rows(host: Host, socket_path: str = "/run/haproxy/admin.sock")
         "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'show stat\\n')\n"
         "out=b''\n"
         "while chunk := s.recv(65536): out += chunk\n"
-        "sys.stdout.write(out.decode())\n"
+        "sys.stdout.write(out.decode(errors='replace'))\n"
     )
     output = host.check_output("python3 -c %s %s", script, socket_path)
     return list(csv.DictReader(io.StringIO(output.removeprefix("# "))))
