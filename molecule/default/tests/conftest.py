@@ -3,6 +3,9 @@
 import csv
 import io
 import os
+import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +57,54 @@ def nofile_limits(host: Host, pid: int) -> tuple[int, int]:
             soft, hard = line.split()[3:5]
             return int(soft), int(hard)
     raise AssertionError(f"no 'Max open files' in /proc/{pid}/limits")
+
+
+class Heartbeats:
+    """A public subscriber on app01, through proxy01:9940, printing the demo publisher's messages.
+
+    The demo publisher numbers its messages ("i") and sends one every 0.5 s: the numbers this
+    subscriber printed show whether the stream flows, and whether any message went missing.
+    """
+
+    UNIT = "fedmsg-test-heartbeats"
+    SEQUENCE = re.compile(r'"i": (\d+)')
+
+    def __init__(self, app: Host) -> None:
+        self.app = app
+        app.check_output(
+            "systemd-run --quiet --collect --unit %s fedmsg-chain-probe tail"
+            " --subscribe tcp://proxy01:9940 --prefix org.fedoraproject.dev.demo --count 1000000",
+            self.UNIT,
+        )
+        # This run's output only: the journal keeps earlier runs of the same unit name.
+        self.invocation = app.check_output("systemctl show --property InvocationID --value %s", self.UNIT)
+
+    def received(self) -> list[int]:
+        query = "journalctl --quiet -o cat _SYSTEMD_INVOCATION_ID=%s"
+        lines = self.app.check_output(query, self.invocation).splitlines()
+        return [int(match.group(1)) for line in lines if (match := self.SEQUENCE.search(line))]
+
+    def wait_for_more(self, count: int, timeout: float = 30) -> list[int]:
+        """Until `count` more messages than now have arrived; everything received by then."""
+        received = self.received()
+        target = (received[-1] if received else 0) + count
+        deadline = time.monotonic() + timeout
+        while not received or received[-1] < target:
+            assert time.monotonic() < deadline, f"the subscriber stalled at {received[-1:]}"
+            time.sleep(0.5)
+            received = self.received()
+        return received
+
+    def stop(self) -> None:
+        self.app.run("systemctl stop %s", self.UNIT)
+
+
+@pytest.fixture
+def heartbeats(host: Host) -> Iterator[Heartbeats]:
+    """An established public subscriber that has received at least one message."""
+    subscriber = Heartbeats(host.get_host("podman://app01"))
+    try:
+        subscriber.wait_for_more(1)
+        yield subscriber
+    finally:
+        subscriber.stop()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from conftest import SCENARIO_DIR, haproxy_stats_rows
+from conftest import SCENARIO_DIR, Heartbeats, haproxy_stats_rows
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://noc01"]
@@ -123,17 +123,20 @@ def gateway_servers_up(proxy: Host) -> bool:
 
 
 @pytest.fixture
-def clients(host: Host) -> Iterator[Callable[[int], None]]:
-    """hold(n): n real subscribers from app01 through proxy01:9940, replacing any held before."""
+def clients(host: Host, group_vars: dict) -> Iterator[Callable[..., None]]:
+    """hold(n, others=0): n real subscribers from app01 through proxy01:9940, replacing any held
+    before, beside `others` sessions the test holds itself. Beyond maxconn, the rest wait unaccepted.
+    """
     app = host.get_host("podman://app01")
     proxy = host.get_host("podman://proxy01")
+    limit = group_vars["proxies"]["haproxy_fedmsg_maxconn"]
 
-    def stop() -> None:
+    def stop(others: int = 0) -> None:
         app.run("systemctl stop %s", CLIENTS_UNIT)
-        wait_for_sessions(proxy, 0)
+        wait_for_sessions(proxy, others)
 
-    def hold(count: int) -> None:
-        stop()
+    def hold(count: int, others: int = 0) -> None:
+        stop(others)
         if count:
             app.check_output(
                 "systemd-run --quiet --collect --unit %s python3 -c %s tcp://proxy01:9940 %s",
@@ -141,7 +144,7 @@ def clients(host: Host) -> Iterator[Callable[[int], None]]:
                 HOLD_CLIENTS,
                 str(count),
             )
-            wait_for_sessions(proxy, count)
+            wait_for_sessions(proxy, min(count + others, limit))
 
     try:
         yield hold
@@ -214,7 +217,7 @@ def test_stats_socket_is_readable_by_nrpe_and_nobody_else(host: Host, group_vars
 
 
 def test_sessions_state_follows_real_clients(
-    host: Host, group_vars: dict, clients: Callable[[int], None]
+    host: Host, group_vars: dict, clients: Callable[..., None]
 ) -> None:
     limit = group_vars["proxies"]["haproxy_fedmsg_maxconn"]
     # The plugin's defaults, which the NRPE role keeps: WARNING from 80 %, CRITICAL from 90 %.
@@ -231,6 +234,22 @@ def test_sessions_state_follows_real_clients(
         status = forced_check(host, "proxy01", SESSIONS)
         assert int(status["current_state"]) == expected, f"{count} sessions: {status['plugin_output']}"
         assert f"{PROXY} {count}/{limit} " in status["plugin_output"]
+
+
+def test_flood_past_maxconn_is_critical_and_established_subscribers_keep_receiving(
+    host: Host, group_vars: dict, clients: Callable[..., None], heartbeats: Heartbeats
+) -> None:
+    limit = group_vars["proxies"]["haproxy_fedmsg_maxconn"]
+    # Twice maxconn from one address (below its per-source cap): half of them wait unaccepted.
+    clients(2 * limit, others=1)
+    status = forced_check(host, "proxy01", SESSIONS)
+    assert int(status["current_state"]) == CRITICAL, status["plugin_output"]
+    assert f"{PROXY} {limit}/{limit} " in status["plugin_output"]
+    received = heartbeats.wait_for_more(10)
+    assert received == list(range(received[0], received[-1] + 1)), "a heartbeat was lost"
+    heartbeats.stop()
+    clients(0)
+    assert int(forced_check(host, "proxy01", SESSIONS)["current_state"]) == OK
 
 
 def test_gateway_checks_go_critical_when_the_daemon_stops_and_recover(host: Host) -> None:
