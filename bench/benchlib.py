@@ -85,6 +85,36 @@ def start_gateway(
     return process
 
 
+class GreetingProbe:
+    """What haproxy's health check does, every `interval` s in a thread: connect to the gateway and
+    time its 10-byte ZMTP signature. Under load this is how close the check comes to its timeout.
+    """
+
+    def __init__(self, port: int, interval: float = 0.5) -> None:
+        self.port, self.interval = port, interval
+        self.seconds: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _greeting(self) -> float:
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as sock:
+            received = b""
+            while len(received) < 10 and (chunk := sock.recv(10 - len(received))):
+                received += chunk
+        return time.monotonic() - start
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.seconds.append(self._greeting())
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join()
+        return sorted(self.seconds)
+
+
 def gateway_metrics(address: str) -> dict[str, float]:
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
         return parse_metrics(response.read().decode())
@@ -111,7 +141,6 @@ class Haproxy:
             "haproxy_stats_socket_group": "root",
             "haproxy_stats_bind": f"127.0.0.1:{free_port()}",
             "haproxy_stats_password": "bench-only",
-            "haproxy_fedmsg_check_interval": "1s",
         } | overrides
         inventory = workdir / "inventory.json"
         inventory.write_text(json.dumps({"busgateway": {"hosts": {"127.0.0.1": {}}}}))
@@ -162,6 +191,18 @@ class Haproxy:
 
     def sessions(self) -> int:
         return int(self.stat("FRONTEND")["scur"])
+
+    def churn(self) -> dict[str, int]:
+        """Counters that only move when sessions end or servers fail: read before and after a run."""
+        rows = list(csv.DictReader(self.query("show stat").removeprefix("# ").splitlines()))
+        ours = [row for row in rows if row["pxname"] == PROXY]
+        servers = [row for row in ours if row["svname"] not in ("FRONTEND", "BACKEND")]
+        frontend = next(row for row in ours if row["svname"] == "FRONTEND")
+        return {
+            "sessions_opened": int(frontend["stot"]),
+            "failed_checks": sum(int(row["chkfail"] or 0) for row in servers),
+            "server_down_transitions": sum(int(row["chkdown"] or 0) for row in servers),
+        }
 
     def stop(self) -> None:
         self.process.terminate()

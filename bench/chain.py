@@ -39,6 +39,7 @@ from typing import Any
 
 import zmq
 from benchlib import (
+    GreetingProbe,
     Haproxy,
     Sink,
     cpu_seconds,
@@ -195,7 +196,7 @@ class Bench:
         self.publisher = self.ctx.socket(zmq.PUB)
         self.publisher.setsockopt(zmq.SNDHWM, 0)
         source = f"tcp://127.0.0.1:{self.publisher.bind_to_random_port('tcp://127.0.0.1')}"
-        gateway_port = free_port()
+        self.gateway_port = gateway_port = free_port()
         self.metrics = f"127.0.0.1:{free_port()}"
         self.gateway = start_gateway([source], [f"tcp://127.0.0.1:{gateway_port}"], self.metrics)
         # The host's hard nofile (20000) bounds haproxy at ~2 x 9,900 fds: the most this machine shows.
@@ -245,6 +246,8 @@ class Bench:
         pids = {"haproxy": self.haproxy.process.pid, "gateway": self.gateway.pid}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()} | {"clients": self.clients.cpu()}
         rss_peak = dict.fromkeys(pids, 0)
+        churn_before = self.haproxy.churn()
+        greetings = GreetingProbe(self.gateway_port)
         start = time.monotonic()
         for index in range(count):
             delay = start + index / rate - time.monotonic()
@@ -263,11 +266,13 @@ class Bench:
             rss_peak = {name: max(rss_peak[name], rss_kib(pid)) for name, pid in pids.items()}
             if sum(got.values()) != last:
                 last, last_change = sum(got.values()), time.monotonic()
+        greeting_s = greetings.stop()
         drained = last_change - published
         elapsed = last_change - start
         cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()}
         cpu["clients"] = (self.clients.cpu() - cpu_before["clients"]) / elapsed
         latencies = self.clients.latencies_ms()
+        churn = {name: count - churn_before[name] for name, count in self.haproxy.churn().items()}
         return {
             "rate": rate,
             "messages": count,
@@ -280,6 +285,12 @@ class Bench:
             },
             "cpu_cores": cpu,
             "rss_peak_kib": rss_peak,
+            # Lost deliveries with sessions_opened > 0 were sessions cut and re-made, not queue drops.
+            "haproxy_churn": churn,
+            "gateway_greeting_ms": {
+                "p50": _percentile(greeting_s, 0.5) * 1000,
+                "max": greeting_s[-1] * 1000 if greeting_s else float("nan"),
+            },
         }
 
     def idle_rss(self) -> dict[str, int]:
@@ -326,6 +337,11 @@ def print_step(step: dict[str, Any]) -> None:
             f" | {run['deliveries_per_s']:,.0f} deliveries/s, drained +{run['backlog_drained_s']:.1f} s"
             f" | CPU cores haproxy {cpu['haproxy']:.2f} gateway {cpu['gateway']:.2f}"
             f" clients {cpu['clients']:.2f}"
+            f" | haproxy: {run['haproxy_churn']['sessions_opened']} sessions opened,"
+            f" {run['haproxy_churn']['failed_checks']} failed checks,"
+            f" {run['haproxy_churn']['server_down_transitions']} server down"
+            f" | ZMTP greeting ms p50/max {run['gateway_greeting_ms']['p50']:.0f}"
+            f"/{run['gateway_greeting_ms']['max']:.0f}"
         )
 
 
