@@ -65,9 +65,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_gateway(
-    endpoints: list[str], binds: list[str], metrics: str = "", stderr: int | None = subprocess.DEVNULL
+    endpoints: list[str],
+    binds: list[str],
+    metrics: str = "",
+    stderr: int | None = subprocess.DEVNULL,
+    config: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """The real daemon from src/ as a subprocess; returns once it told systemd READY=1 (ports bound)."""
+    """The real daemon from src/ as a subprocess; returns once it told systemd READY=1 (ports bound).
+
+    `config`: a TOML file for the keys the command line does not set (endpoints, binds and metrics
+    given here win).
+    """
     name = f"fedmsg-gateway-bench-{uuid.uuid4().hex}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind("\0" + name)
@@ -75,6 +83,8 @@ def start_gateway(
         env = dict(os.environ, NOTIFY_SOCKET="@" + name)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "fedmsg_gateway", "--metrics", metrics]
+        if config is not None:
+            command += ["--config", str(config)]
         for url in endpoints:
             command += ["--endpoint", url]
         for url in binds:

@@ -39,6 +39,10 @@ class Config:
     # fedmsg settled on 100 ms doubling up to 1 s after reconnect storms with hundreds of endpoints.
     reconnect_interval_ms: int = 100
     reconnect_interval_max_ms: int = 1000
+    # Accept queue of each public port. After a restart every subscriber reconnects at once: with
+    # libzmq's default, 100, SYNs are dropped and retried for seconds (bench/restart.py). The kernel
+    # caps it at net.core.somaxconn (4096 by default).
+    listen_backlog: int = 4096
     metrics: str = "127.0.0.1:9941"
 
 
@@ -52,6 +56,7 @@ _INT_MINIMUM = {
     "tcp_keepalive_count": 1,
     "reconnect_interval_ms": 1,
     "reconnect_interval_max_ms": 0,
+    "listen_backlog": 1,
 }
 
 

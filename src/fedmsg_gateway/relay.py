@@ -74,6 +74,7 @@ class Relay:
         # subscriber, RCVHWM the queue from each bus endpoint.
         self._frontend.setsockopt(zmq.RCVHWM, config.receive_hwm)
         self._backend.setsockopt(zmq.SNDHWM, config.send_hwm)
+        self._backend.setsockopt(zmq.BACKLOG, config.listen_backlog)
         for sock in (self._frontend, self._backend):
             _tune(sock, config)
         self._frontend.setsockopt(zmq.SUBSCRIBE, b"")

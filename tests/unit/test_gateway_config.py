@@ -24,6 +24,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (config.tcp_keepalive, config.tcp_keepalive_idle) == (True, 60)
     assert (config.tcp_keepalive_interval, config.tcp_keepalive_count) == (5, 3)
     assert (config.reconnect_interval_ms, config.reconnect_interval_max_ms) == (100, 1000)
+    assert config.listen_backlog == 4096
     assert config.metrics == "127.0.0.1:9941"
 
 
@@ -41,6 +42,7 @@ tcp_keepalive_interval = 2
 tcp_keepalive_count = 9
 reconnect_interval_ms = 250
 reconnect_interval_max_ms = 0
+listen_backlog = 512
 metrics = ""
 """,
     )
@@ -55,6 +57,7 @@ metrics = ""
         tcp_keepalive_count=9,
         reconnect_interval_ms=250,
         reconnect_interval_max_ms=0,
+        listen_backlog=512,
         metrics="",
     )
 
@@ -94,6 +97,7 @@ ENDPOINT = 'endpoints = ["tcp://127.0.0.1:3000"]\n'
         (ENDPOINT + "tcp_keepalive_interval = 1.5\n", "tcp_keepalive_interval", "integer"),
         (ENDPOINT + 'tcp_keepalive_count = "3"\n', "tcp_keepalive_count", "integer"),
         (ENDPOINT + "reconnect_interval_ms = 0\n", "reconnect_interval_ms", ">= 1"),
+        (ENDPOINT + "listen_backlog = 0\n", "listen_backlog", ">= 1"),
         (
             ENDPOINT + "reconnect_interval_max_ms = 50\n",
             "reconnect_interval_max_ms",

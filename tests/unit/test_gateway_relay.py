@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import zmq
 from gateway_harness import (
@@ -159,3 +161,18 @@ def test_send_hwm_bounds_a_stalled_subscriber(start_gateway: StartGateway, ctx: 
         got += stalled.recv_multipart()[0] == b"big"
     assert 0 < got < 400
     assert gateway.process.poll() is None
+
+
+def test_public_port_gets_the_configured_accept_queue(
+    start_gateway: StartGateway, ctx: zmq.Context, tmp_path: Path
+) -> None:
+    """listen_backlog reaches the kernel: ss shows a listening socket's accept queue as Send-Q."""
+    _, url = bus_publisher(ctx)
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'endpoints = ["{url}"]\nlisten_backlog = 321\n')
+    gateway = start_gateway([], "--config", str(config))
+    listening = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{gateway.port}"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert listening[0] == "LISTEN"
+    assert int(listening[2]) == 321

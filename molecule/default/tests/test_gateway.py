@@ -33,6 +33,13 @@ def test_gateway_binds_the_public_port(host: Host) -> None:
     assert host.socket("tcp://0.0.0.0:9940").is_listening
 
 
+def test_public_port_accept_queue_is_the_configured_backlog(host: Host, role_defaults: dict) -> None:
+    # For a listening socket ss shows the accept queue's size as Send-Q (capped by somaxconn).
+    configured = role_defaults["fedmsg_gateway"]["fedmsg_gateway_listen_backlog"]
+    state, _, send_q, *_ = host.check_output("ss -Hltn 'sport = :9940'").split()
+    assert (state, int(send_q)) == ("LISTEN", configured)
+
+
 # `systemd-analyze security fedmsg-gateway.service`, recorded in docs/security.md. Lower is better.
 RECORDED_EXPOSURE = 1.4
 
