@@ -31,16 +31,24 @@ def role_defaults() -> dict[str, dict[str, Any]]:
     return {path.parent.parent.name: yaml.safe_load(path.read_text()) for path in defaults}
 
 
-def haproxy_stats_rows(host: Host, socket_path: str = "/run/haproxy/admin.sock") -> list[dict[str, str]]:
-    """`show stat` from the live stats socket, read to EOF, as CSV rows."""
+def haproxy_admin(host: Host, command: str, socket_path: str = "/run/haproxy/admin.sock") -> str:
+    """One command on the live stats socket, its answer read to EOF (no socat in the image).
+
+    Not strict UTF-8: a failed health check puts the gateway's raw (binary) answer into last_chk.
+    """
     script = (
         "import socket,sys\n"
-        "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'show stat\\n')\n"
+        "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b'\\n')\n"
         "out=b''\n"
         "while chunk := s.recv(65536): out += chunk\n"
         "sys.stdout.write(out.decode(errors='replace'))\n"
     )
-    output = host.check_output("python3 -c %s %s", script, socket_path)
+    return host.check_output("python3 -c %s %s %s", script, socket_path, command)
+
+
+def haproxy_stats_rows(host: Host, socket_path: str = "/run/haproxy/admin.sock") -> list[dict[str, str]]:
+    """`show stat` from the live stats socket as CSV rows."""
+    output = haproxy_admin(host, "show stat", socket_path)
     return list(csv.DictReader(io.StringIO(output.removeprefix("# "))))
 
 

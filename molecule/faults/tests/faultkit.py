@@ -8,7 +8,6 @@ A module of its own (not conftest) so that its name collides with no other test 
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import itertools
 import json
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import zmq
 import zmq.utils.monitor
-from testinfra.host import Host
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -40,6 +38,8 @@ default_helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(default_helpers)
 main_pid = default_helpers.main_pid
 group_vars = default_helpers.group_vars
+admin = default_helpers.haproxy_admin
+haproxy_stats_rows = default_helpers.haproxy_stats_rows
 
 HEADER = struct.Struct("=qqq")  # publisher start (ns), sequence, CLOCK_MONOTONIC ns at send
 TOPIC = b"org.fedoraproject.prod.faults.sequence"
@@ -216,23 +216,10 @@ def record(name: str, result: dict[str, object]) -> None:
     REPORT.write_text(json.dumps(figures, indent=1))
 
 
-def admin(host: Host, command: str) -> str:
-    """One command on proxy01's haproxy stats socket (no socat in the image)."""
-    script = "import socket,sys;s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])"
-    script += ";s.sendall(sys.argv[2].encode()+b'\\n')"
-    # Not strict UTF-8: a failed health check puts the gateway's raw (binary) answer into last_chk.
-    script += ";sys.stdout.write(b''.join(iter(lambda:s.recv(65536),b'')).decode(errors='replace'))"
-    return host.check_output("python3 -c %s /run/haproxy/admin.sock %s", script, command)
-
-
-def haproxy_stats_rows(host: Host) -> list[dict[str, str]]:
-    return list(csv.DictReader(admin(host, "show stat").removeprefix("# ").splitlines()))
-
-
 def gateway_rss_kib(name: str) -> int:
     pid = int(podman("exec", name, "systemctl", "show", "--property", "MainPID", "--value", "fedmsg-gateway"))
     line = podman("exec", name, "grep", "VmRSS", f"/proc/{pid}/status")
     return int(line.split()[1])
 
 
-__all__ = ["group_vars", "main_pid"]
+__all__ = ["admin", "group_vars", "haproxy_stats_rows", "main_pid"]
