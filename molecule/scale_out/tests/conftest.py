@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,6 +76,19 @@ def sessions_per_gateway(proxy: Host) -> dict[str, int]:
     for name, row in servers(proxy).items():
         totals[name.split(":")[0]] += int(row["scur"])
     return totals
+
+
+def gateway_by_client_port(proxy: Host) -> dict[int, str]:
+    """haproxy's own view of where each public session went: client port -> gateway host.
+
+    From `show sess`: `src=ADDRESS:PORT` is the client's end, `srv=HOST:PORT` the server line.
+    """
+    sessions = {}
+    for line in haproxy_command(proxy, "show sess").splitlines():
+        match = re.search(r" src=\S+:(\d+) fe=" + PROXY + r" .* srv=([^:\s]+):", line)
+        if match:
+            sessions[int(match[1])] = match[2]
+    return sessions
 
 
 def set_gateway_state(proxy: Host, gateway: str, state: str) -> None:
