@@ -12,11 +12,18 @@ from haproxy_chain import PROXY, Chain, ChainFactory
 READY, DRAIN, MAINT = 0x00, 0x08, 0x01
 
 
-def run_module(args: dict[str, object], tmp_path: Path, *, check_mode: bool = False) -> dict[str, Any]:
-    # The targets run modules with Debian 12's /usr/bin/python3, as does this test.
+def run_module(
+    args: dict[str, object], tmp_path: Path, *, check_mode: bool = False, through_ansible: bool = False
+) -> dict[str, Any]:
+    # Through Ansible, with Debian 12's /usr/bin/python3 as the targets run modules.
     interpreter = {"ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3"}
     return ansible_json.run_module(
-        "haproxy_stats", args, tmp_path, check_mode=check_mode, extra_env=interpreter
+        "haproxy_stats",
+        args,
+        tmp_path,
+        check_mode=check_mode,
+        through_ansible=through_ansible,
+        extra_env=interpreter,
     )
 
 
@@ -81,7 +88,9 @@ def test_drain_is_idempotent(chain: Chain, tmp_path: Path) -> None:
 
 
 def test_check_mode_reports_change_without_making_it(chain: Chain, tmp_path: Path) -> None:
-    result = run_module(module_args(chain, host="gw1", state="maint"), tmp_path, check_mode=True)
+    result = run_module(
+        module_args(chain, host="gw1", state="maint"), tmp_path, check_mode=True, through_ansible=True
+    )
     assert result["changed"] is True
     assert result["changed_servers"] == chain.servers[:2]
     assert [chain.haproxy.admin_bits(name) for name in chain.servers] == [READY, READY, READY]

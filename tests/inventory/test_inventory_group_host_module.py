@@ -18,7 +18,10 @@ NEW_HOST = "busgateway02.iad2.fedoraproject.org"
 
 
 def run_module(args: dict[str, object], tmp_path: Path, *, check_mode: bool = False) -> dict[str, Any]:
-    return ansible_json.run_module("inventory_group_host", args, tmp_path, check_mode=check_mode)
+    # Check mode through Ansible, which is what sets it.
+    return ansible_json.run_module(
+        "inventory_group_host", args, tmp_path, check_mode=check_mode, through_ansible=check_mode
+    )
 
 
 def inventory_groups(path: Path) -> dict[str, list[str]]:
