@@ -2,8 +2,11 @@
 
 import csv
 import io
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,40 @@ import yaml
 from testinfra.host import Host
 
 SCENARIO_DIR = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).parent.parent))
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", SCENARIO_DIR.parents[1]))
+MOLECULE_INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
+needs_molecule_inventory = pytest.mark.skipif(
+    MOLECULE_INVENTORY is None, reason="needs Molecule's inventory (runs under `molecule verify`)"
+)
+
+
+def site_playbook(*args: str, extra_inventory: Path | None = None) -> tuple[int, dict[str, Any]]:
+    """Run playbooks/site.yml, as operators do, on Molecule's inventory (plus EXTRA_INVENTORY).
+
+    Returns the exit code and the JSON callback's report (plays, tasks, per-host results, stats).
+    """
+    inventories = ["-i", str(Path(MOLECULE_INVENTORY).parent)]
+    if extra_inventory:
+        inventories += ["-i", str(extra_inventory)]
+    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}
+    env.pop("ANSIBLE_CONFIG", None)  # the project's ansible.cfg (cwd), as for operators
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), *inventories, *args]
+    command.append(str(PROJECT / "playbooks" / "site.yml"))
+    run = subprocess.run(
+        command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    try:
+        return run.returncode, json.loads(run.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"ansible printed no JSON (exit {run.returncode}): {run.stdout[-2000:]}{run.stderr}")
+
+
+def task_results(report: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(task name, host, result) for every task result of a JSON callback report."""
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                yield task["task"]["name"], host, result
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +87,22 @@ def haproxy_stats_rows(host: Host, socket_path: str = "/run/haproxy/admin.sock")
     """`show stat` from the live stats socket as CSV rows."""
     output = haproxy_admin(host, "show stat", socket_path)
     return list(csv.DictReader(io.StringIO(output.removeprefix("# "))))
+
+
+def wait_until_gateways_up(proxy: Host, proxy_name: str = "fedmsg-raw-zmq", timeout: float = 30) -> None:
+    """Until haproxy on PROXY marks every server of PROXY_NAME UP (after a restart: its rise checks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [row for row in haproxy_stats_rows(proxy) if row["pxname"] == proxy_name]
+        servers = {
+            row["svname"]: row["status"] for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")
+        }
+        if servers and set(servers.values()) == {"UP"}:
+            return
+        assert time.monotonic() < deadline, (
+            f"{proxy_name} servers not all UP after {timeout:.0f} s: {servers}"
+        )
+        time.sleep(0.5)
 
 
 def main_pid(host: Host, service: str) -> int:

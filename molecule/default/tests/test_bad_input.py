@@ -8,20 +8,16 @@ hosts' services running with the same PID and configuration.
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra
 import yaml
+from conftest import PROJECT, needs_molecule_inventory, site_playbook, task_results
 from testinfra.host import Host
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
 FRESH = "fresh01"
 
 
@@ -80,27 +76,12 @@ def converged_state() -> dict[str, tuple[str, ...]]:
 
 
 def run_site(group: str, extra_vars: dict[str, object], tmp_path: Path) -> dict[str, Any]:
-    """playbooks/site.yml on Molecule's inventory with fresh01 in GROUP; the JSON callback's report."""
+    """playbooks/site.yml with fresh01 in GROUP, which must fail; the JSON callback's report."""
     scratch = tmp_path / "fresh.yml"
     scratch.write_text(yaml.safe_dump({"all": {"children": {group: {"hosts": {FRESH: {}}}}}}))
-    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}
-    env.pop("ANSIBLE_CONFIG", None)
-    command = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i", str(Path(INVENTORY).parent), "-i", str(scratch),
-        "-e", json.dumps(extra_vars),
-        str(PROJECT / "playbooks" / "site.yml"),
-    ]  # fmt: skip
-    run = subprocess.run(
-        command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert run.returncode != 0, f"site.yml with {extra_vars} succeeded"
-    try:
-        return json.loads(run.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(
-            f"ansible printed no JSON report (exit {run.returncode}): {run.stdout[-2000:]}{run.stderr}"
-        )
+    returncode, report = site_playbook("-e", json.dumps(extra_vars), extra_inventory=scratch)
+    assert returncode != 0, f"site.yml with {extra_vars} succeeded"
+    return report
 
 
 def named_variables(result: dict[str, Any]) -> set[str]:
@@ -119,16 +100,14 @@ def named_variables(result: dict[str, Any]) -> set[str]:
 
 def failures(report: dict[str, Any]) -> dict[str, tuple[str, set[str]]]:
     """host -> (the task that failed, the variables its result names)."""
-    found = {}
-    for play in report["plays"]:
-        for task in play["tasks"]:
-            for host, result in task["hosts"].items():
-                if result.get("failed"):
-                    found[host] = (task["task"]["name"], named_variables(result))
-    return found
+    return {
+        host: (task, named_variables(result))
+        for task, host, result in task_results(report)
+        if result.get("failed")
+    }
 
 
-@pytest.mark.skipif(INVENTORY is None, reason="needs Molecule's inventory (runs under `molecule verify`)")
+@needs_molecule_inventory
 @pytest.mark.parametrize(("group", "extra_vars", "named"), CASES, ids=[case[2] for case in CASES])
 def test_a_wrong_variable_fails_before_any_change(
     group: str, extra_vars: dict[str, object], named: str, tmp_path: Path

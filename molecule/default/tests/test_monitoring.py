@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from conftest import SCENARIO_DIR, Heartbeats, haproxy_stats_rows
+from conftest import SCENARIO_DIR, Heartbeats, haproxy_stats_rows, wait_until_gateways_up
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://noc01"]
@@ -73,16 +73,20 @@ def service_status(host: Host, host_name: str, service: str) -> dict[str, str]:
 
 
 def forced_check(host: Host, host_name: str, service: str, timeout: float = 60) -> dict[str, str]:
-    """Force one check through Nagios's external command file; its status once Nagios has it."""
-    before = int(service_status(host, host_name, service)["last_check"])
-    if before >= int(time.time()):
-        time.sleep(1)  # last_check has 1 s resolution: a new check must be told from the last one
-    command = f"[{int(time.time())}] SCHEDULE_FORCED_SVC_CHECK;{host_name};{service};{int(time.time())}"
+    """Force a check through Nagios's external command file; the first result of a check that began
+    after this call (forced or scheduled: either sees the state as it is now).
+
+    last_check has 1 s resolution: starting at the next whole second, every check with a last_check
+    from that second on began after this call.
+    """
+    time.sleep(1 - time.time() % 1)
+    now = int(time.time())
+    command = f"[{now}] SCHEDULE_FORCED_SVC_CHECK;{host_name};{service};{now}"
     host.check_output('timeout 10 sh -c \'echo "$1" > "$2"\' - %s %s', command, COMMAND_FILE)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = service_status(host, host_name, service)
-        if int(status["last_check"]) > before:
+        if int(status["last_check"]) >= now:
             return status
         time.sleep(0.5)
     raise AssertionError(f"Nagios did not run the forced '{service}' check on {host_name} in {timeout:.0f} s")
@@ -113,13 +117,6 @@ def wait_for_sessions(proxy: Host, expected: int, timeout: float = 30) -> None:
     while (current := frontend_sessions(proxy)) != expected:
         assert time.monotonic() < deadline, f"{PROXY} holds {current} sessions, not {expected}"
         time.sleep(0.5)
-
-
-def gateway_servers_up(proxy: Host) -> bool:
-    rows = haproxy_stats_rows(proxy)
-    return all(
-        row["status"] == "UP" for row in rows if row["pxname"] == PROXY and row["svname"] != "FRONTEND"
-    )
 
 
 @pytest.fixture
@@ -266,7 +263,4 @@ def test_gateway_checks_go_critical_when_the_daemon_stops_and_recover(host: Host
         status = state_after_forced_checks(host, "busgateway01", service, OK)
         assert int(status["current_state"]) == OK, (service, status["plugin_output"])
     # Leave the chain as found: haproxy marks the gateway up again after its rise checks.
-    deadline = time.monotonic() + 30
-    while not gateway_servers_up(proxy):
-        assert time.monotonic() < deadline, "haproxy did not mark the gateway up again"
-        time.sleep(0.5)
+    wait_until_gateways_up(proxy)

@@ -1,6 +1,6 @@
 """The proxy host: haproxy's live state, read from its stats socket and stats page."""
 
-from conftest import haproxy_stats_rows, main_pid, nofile_limits
+from conftest import haproxy_stats_rows, main_pid, nofile_limits, wait_until_gateways_up
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://proxy01"]
@@ -22,6 +22,8 @@ def test_listen_session_limit_is_the_configured_maxconn(host: Host, group_vars: 
 
 
 def test_every_gateway_server_is_up(host: Host) -> None:
+    # Earlier modules restart the gateway: wait for haproxy's rise checks, then read the whole set.
+    wait_until_gateways_up(host)
     servers = {
         row["svname"]: row["status"]
         for row in haproxy_stats_rows(host)
