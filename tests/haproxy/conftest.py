@@ -24,9 +24,9 @@ def start_chain() -> Iterator[ChainFactory]:
             str(workdir / "admin.sock"),
             listen_port,
             [b.port for b in backends],
-            listen_maxconn,
-            global_maxconn,
-            filler_backends,
+            listen_maxconn=listen_maxconn,
+            global_maxconn=global_maxconn,
+            filler_backends=filler_backends,
         )
         haproxy = Haproxy(workdir, config)
         haproxy.start()

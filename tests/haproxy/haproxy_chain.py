@@ -170,6 +170,7 @@ def render_config(
     socket_path: str,
     listen_port: int,
     server_ports: list[int],
+    *,
     listen_maxconn: int,
     global_maxconn: int,
     filler_backends: int,
