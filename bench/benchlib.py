@@ -151,6 +151,7 @@ class Haproxy:
             "haproxy_stats_socket_group": "root",
             "haproxy_stats_bind": f"127.0.0.1:{free_port()}",
             "haproxy_stats_password": "bench-only",
+            "haproxy_websocket_enabled": False,
         } | overrides
         inventory = workdir / "inventory.json"
         inventory.write_text(json.dumps({"busgateway": {"hosts": {"127.0.0.1": {}}}}))
