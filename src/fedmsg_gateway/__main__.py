@@ -15,7 +15,9 @@ from fedmsg_gateway.exporter import Exporter
 from fedmsg_gateway.metrics import Metrics
 from fedmsg_gateway.notify import notify, watchdog_interval
 from fedmsg_gateway.relay import Relay, SetupError
+from fedmsg_gateway.settings import OneLineParser
 from fedmsg_gateway.subscribers import SubscriberTracker
+from fedmsg_gateway.version import package_version
 
 log = logging.getLogger("fedmsg_gateway")
 
@@ -27,14 +29,11 @@ _CHECK_INTERVAL = 1.0
 _STOP_TIMEOUT = 0.5
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, like every other start-up error, instead of argparse's usage + message.
-        self.exit(2, f"{self.prog}: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Relay every fedmsg bus message to a public ZeroMQ PUB socket.")
+    parser = OneLineParser(
+        prog=PROG, description="Relay every fedmsg bus message to a public ZeroMQ PUB socket."
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {package_version()}")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file")
     parser.add_argument(
         "--endpoint", action="append", metavar="URL", help="bus endpoint to connect to (repeatable)"

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import NoReturn
 
-from fedmsg_gateway.config import parse_host_port
+from fedmsg_gateway.settings import parse_host_port
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 _NAMES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from fedmsg_gateway.config import parse_host_port
+from fedmsg_gateway.settings import parse_host_port
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ import threading
 import zmq
 
 from fedmsg_gateway.config import Config
+from fedmsg_gateway.sockets import tune
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,6 @@ class Counters:
     received_bytes: int
     sent: int
     sent_bytes: int
-
-
-def _tune(sock: zmq.Socket, config: Config) -> None:
-    # Linger 0: on shutdown, queued messages for slow subscribers are dropped instead of delaying exit.
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.TCP_KEEPALIVE, 1 if config.tcp_keepalive else 0)
-    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, config.tcp_keepalive_idle)
-    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, config.tcp_keepalive_interval)
-    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, config.tcp_keepalive_count)
-    sock.setsockopt(zmq.RECONNECT_IVL, config.reconnect_interval_ms)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, config.reconnect_interval_max_ms)
 
 
 class Relay:
@@ -76,7 +66,7 @@ class Relay:
         self._backend.setsockopt(zmq.SNDHWM, config.send_hwm)
         self._backend.setsockopt(zmq.BACKLOG, config.listen_backlog)
         for sock in (self._frontend, self._backend):
-            _tune(sock, config)
+            tune(sock, config)
         self._frontend.setsockopt(zmq.SUBSCRIBE, b"")
         self._control.setsockopt(zmq.LINGER, 0)
         self._control.bind(_CONTROL)

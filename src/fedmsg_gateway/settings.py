@@ -1,0 +1,128 @@
+"""What the daemons' settings have in common: TOML files, HOST:PORT values, one-line errors naming the key.
+
+Shared by fedmsg_gateway.config and fedmsg_websocket.config so that both report problems the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, NoReturn
+
+#: A DNS name or an IPv4 address.
+HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+_HOST_PORT = re.compile(rf"(?P<host>{HOST}):(?P<port>\d+)")
+_ENDPOINT_TCP = re.compile(rf"tcp://(?P<host>{HOST}):(?P<port>\d+)")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; str() is the one-line message for the operator."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other start-up error, instead of argparse's usage + message.
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def check_port(text: str, whole: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1-65535, got {whole!r}")
+    return port
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """Split "HOST:PORT"; raise ValueError with a readable reason."""
+    match = _HOST_PORT.fullmatch(value)
+    if match is None:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return match["host"], check_port(match["port"], value)
+
+
+def _check_url(value: str, pattern: re.Pattern[str], form: str) -> None:
+    if value.startswith("ipc://") and len(value) > len("ipc://"):
+        return
+    match = pattern.fullmatch(value)
+    if match is None:
+        raise ValueError(f"expected {form}, got {value!r}")
+    check_port(match["port"], value)
+
+
+def url_list(value: object, pattern: re.Pattern[str], form: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    for item in value:
+        _check_url(item, pattern, form)
+    if len(set(value)) != len(value):
+        # The same endpoint twice would relay every message twice.
+        raise ValueError(f"duplicate entries in {list(value)!r}")
+    return tuple(value)
+
+
+def endpoint_list(value: object) -> tuple[str, ...]:
+    """Bus endpoints: a non-empty list of distinct ZeroMQ connect addresses."""
+    endpoints = url_list(value, _ENDPOINT_TCP, "tcp://HOST:PORT or ipc://PATH")
+    if not endpoints:
+        raise ValueError("at least one endpoint is required")
+    return endpoints
+
+
+def metrics_address(value: object) -> str:
+    """The metrics key: "HOST:PORT", or "" for no metrics."""
+    if not isinstance(value, str):
+        raise ValueError(f'expected "HOST:PORT" or "", got {value!r}')
+    if value:
+        parse_host_port(value)
+    return value
+
+
+def expect_int(value: object, minimum: int) -> int:
+    # bool is an int subclass in Python: reject it explicitly so `send_hwm = true` is an error.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def expect_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def apply(
+    settings: dict[str, object],
+    source: Mapping[str, object],
+    prefix: str,
+    known: Collection[str],
+    validate: Callable[[str, object], object],
+) -> None:
+    """Validate every key of `source` into `settings`; `validate` raises ValueError saying what is wrong."""
+    for key, value in source.items():
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}: unknown setting")
+        try:
+            settings[key] = validate(key, value)
+        except ValueError as exc:
+            raise ConfigError(f"{prefix}{key}: {exc}") from exc
+
+
+def parse_int_flag(flag: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: expected an integer, got {text!r}") from None

@@ -1,0 +1,144 @@
+"""fedmsg-websocket: command line, start-up order, systemd notifications and shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import signal
+import sys
+from typing import NoReturn
+
+import zmq
+
+from fedmsg_gateway.exporter import Exporter
+from fedmsg_gateway.notify import notify, watchdog_interval
+from fedmsg_gateway.settings import OneLineParser
+from fedmsg_gateway.version import package_version
+from fedmsg_websocket import health
+from fedmsg_websocket.bus import BusReader, SetupError
+from fedmsg_websocket.compat import Connection
+from fedmsg_websocket.config import Config, ConfigError, load
+from fedmsg_websocket.fanout import Fanout
+from fedmsg_websocket.metrics import Metrics
+from fedmsg_websocket.registry import Registry
+from fedmsg_websocket.routes import make_router
+from fedmsg_websocket.server import Clients, serve
+
+log = logging.getLogger("fedmsg_websocket")
+
+PROG = "fedmsg-websocket"
+# How often the loop checks the bus reader when no watchdog interval is set.
+_CHECK_INTERVAL = 1.0
+# Allowances on stop; together well under systemd's (and the tests') 2 s.
+_SERVER_STOP_TIMEOUT = 1.2
+_READER_STOP_TIMEOUT = 0.5
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=PROG, description="Serve the fedmsg bus to WebSocket clients and browsers.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {package_version()}")
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    parser.add_argument(
+        "--endpoint", action="append", metavar="URL", help="bus PUB endpoint to subscribe to (repeatable)"
+    )
+    parser.add_argument("--bind", metavar="HOST:PORT", help="HTTP/WebSocket listen address (*:PORT: all)")
+    parser.add_argument("--metrics", metavar="HOST:PORT", help='metrics HTTP address, "" to disable')
+    parser.add_argument("--state-dir", metavar="DIR", help="directory for state kept on disk")
+    parser.add_argument(
+        "--check-config", action="store_true", help="validate the settings and exit: 0 if valid, 2 if not"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = _parser().parse_args(argv)
+    try:
+        config = load(
+            args.config,
+            endpoints=args.endpoint,
+            bind=args.bind,
+            metrics=args.metrics,
+            state_dir=args.state_dir,
+        )
+    except ConfigError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        sys.exit(2)
+    if args.check_config:
+        sys.exit(0)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    # websockets logs every connection at INFO: thousands of clients would flood the journal.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    sys.exit(asyncio.run(run(config)))
+
+
+async def run(config: Config) -> int:
+    """Serve until SIGTERM/SIGINT (0) or until the bus reader dies or a bind fails (1)."""
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[signal.Signals] = loop.create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, functools.partial(_set_once, stop, signum))
+    context = zmq.Context()
+    try:
+        bus = BusReader(context, config, loop)
+    except SetupError as exc:
+        log.error("%s", exc)
+        context.term()
+        return 1
+    registry: Registry[Connection] = Registry()
+    fanout = Fanout(registry, config.max_queue_bytes)
+    clients = Clients(registry, config.max_subscriptions)
+    router = make_router(lambda: health.problem(bus, fanout))
+    metrics = Metrics(bus, fanout, clients, registry)
+    try:
+        server = await serve(config, clients, router)
+        exporter = Exporter(config.metrics, metrics.render) if config.metrics else None
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        bus.stop(0)
+        context.term()
+        return 1
+    if exporter is not None:
+        exporter.start()
+        log.info("metrics on http://%s/metrics", config.metrics)
+    bus.start(fanout.deliver)
+    notify("READY=1")
+    log.info("serving %d endpoint(s) on ws://%s/", len(config.endpoints), config.bind)
+    status = await _wait_for_stop(stop, bus)
+    notify("STOPPING=1")
+    server.close()
+    try:
+        await asyncio.wait_for(server.wait_closed(), _SERVER_STOP_TIMEOUT)
+    except TimeoutError:
+        log.warning("some clients did not close in time")
+    if exporter is not None:
+        exporter.stop()
+    if bus.stop(_READER_STOP_TIMEOUT):
+        context.term()
+    else:
+        log.warning("bus reader did not stop in time")
+    return status
+
+
+def _set_once(stop: asyncio.Future[signal.Signals], signum: signal.Signals) -> None:
+    if not stop.done():
+        stop.set_result(signum)
+
+
+async def _wait_for_stop(stop: asyncio.Future[signal.Signals], bus: BusReader) -> int:
+    interval = watchdog_interval()
+    while True:
+        done, _ = await asyncio.wait([stop], timeout=interval or _CHECK_INTERVAL)
+        if done:
+            log.info("stopping on %s", stop.result().name)
+            return 0
+        if not bus.is_alive():
+            log.error("bus reader thread died; exiting")
+            return 1
+        if interval:
+            notify("WATCHDOG=1")
+
+
+if __name__ == "__main__":
+    main()

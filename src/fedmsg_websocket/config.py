@@ -1,0 +1,148 @@
+"""fedmsg-websocket settings: TOML file, command-line overrides, validation.
+
+Same style as the gateway's (fedmsg_gateway.settings): every problem is one ConfigError naming the key, so
+the daemon prints one line and exits 2 before touching the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+from fedmsg_gateway.settings import (
+    ConfigError,
+    apply,
+    endpoint_list,
+    expect_bool,
+    expect_int,
+    metrics_address,
+    parse_host_port,
+    read_toml,
+)
+from fedmsg_gateway.sockets import SOCKET_INT_MINIMUM, reconnect_error
+
+__all__ = ["COMPRESSIONS", "Config", "ConfigError", "listen_address", "load"]
+
+#: Accepted values of `compression`: "" sends frames as they are, "deflate" negotiates permessage-deflate.
+COMPRESSIONS = ("", "deflate")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Validated settings; field names are the TOML keys."""
+
+    endpoints: tuple[str, ...]
+    bind: str = "*:9919"
+    metrics: str = "127.0.0.1:9943"
+    # "": no state on disk yet (the catch-up window will live here).
+    state_dir: str = ""
+    # Bytes waiting to be written to one client before it is closed as too slow. 16 MiB holds a burst of
+    # ~5000 typical (3 KB) messages for a client that reads at full speed but started behind.
+    max_queue_bytes: int = 16 * 1024 * 1024
+    # Largest frame a client may send; subscriptions are ~100 bytes. Bigger closes that client (1009).
+    max_frame_bytes: int = 4096
+    # Subscriptions one client may hold; more are ignored (and counted), so no client grows the
+    # per-message prefix lookup without bound.
+    max_subscriptions: int = 256
+    # WebSocket ping every ping_interval seconds (0: never); no pong within ping_timeout closes the client.
+    ping_interval: int = 20
+    ping_timeout: int = 20
+    # Measured in bench/websocket.py (docs/performance.md): deflate costs more CPU than it saves here.
+    compression: str = ""
+    # Accept queue of the listening socket: after a restart every client reconnects at once (the
+    # gateway's listen_backlog, measured there). The kernel caps it at net.core.somaxconn.
+    listen_backlog: int = 4096
+    receive_hwm: int = 160000
+    tcp_keepalive: bool = True
+    tcp_keepalive_idle: int = 60
+    tcp_keepalive_interval: int = 5
+    tcp_keepalive_count: int = 3
+    reconnect_interval_ms: int = 100
+    reconnect_interval_max_ms: int = 1000
+
+
+_FIELDS = {field.name: field for field in dataclasses.fields(Config)}
+_INT_MINIMUM = {
+    "max_queue_bytes": 65536,
+    "max_frame_bytes": 128,
+    "max_subscriptions": 1,
+    "ping_interval": 0,
+    "ping_timeout": 1,
+    "listen_backlog": 1,
+    **SOCKET_INT_MINIMUM,
+}
+
+
+def listen_address(value: str) -> tuple[str | None, int]:
+    """(host, port) for asyncio from "HOST:PORT" or "*:PORT" (None: every address, IPv4 and IPv6)."""
+    if value.startswith("*:"):
+        return None, parse_host_port(f"localhost:{value[2:]}")[1]
+    return parse_host_port(value)
+
+
+def _state_dir(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a directory path, got {value!r}")
+    if value and not os.path.isdir(value):
+        raise ValueError(f"not a directory: {value!r}")
+    if value and not os.access(value, os.W_OK | os.X_OK):
+        raise ValueError(f"not writable: {value!r}")
+    return value
+
+
+def _bind(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected HOST:PORT or *:PORT, got {value!r}")
+    listen_address(value)
+    return value
+
+
+def _compression(value: object) -> str:
+    if value not in COMPRESSIONS:
+        raise ValueError(f'expected "" or "deflate", got {value!r}')
+    return str(value)
+
+
+_VALIDATORS: dict[str, Callable[[object], object]] = {
+    "endpoints": endpoint_list,
+    "bind": _bind,
+    "metrics": metrics_address,
+    "state_dir": _state_dir,
+    "compression": _compression,
+    "tcp_keepalive": expect_bool,
+}
+
+
+def _validate(key: str, value: object) -> object:
+    """Return the value converted for Config, or raise ValueError explaining what is wrong."""
+    validator = _VALIDATORS.get(key)
+    if validator is not None:
+        return validator(value)
+    return expect_int(value, _INT_MINIMUM[key])
+
+
+def load(
+    path: str | None,
+    *,
+    endpoints: list[str] | None = None,
+    bind: str | None = None,
+    metrics: str | None = None,
+    state_dir: str | None = None,
+) -> Config:
+    """Build the Config from an optional TOML file, then command-line values (which win)."""
+    settings: dict[str, object] = {}
+    if path is not None:
+        apply(settings, read_toml(path), f"{path}: ", _FIELDS, _validate)
+    overrides: dict[str, object] = {"endpoints": endpoints or None, "bind": bind}
+    overrides |= {"metrics": metrics, "state_dir": state_dir}
+    flags = {key: value for key, value in overrides.items() if value is not None}
+    apply(settings, flags, "", _FIELDS, _validate)
+    where = f"{path}: " if path is not None else ""
+    if "endpoints" not in settings:
+        raise ConfigError(f"{where}endpoints: at least one endpoint is required (or use --endpoint)")
+    config = Config(**settings)  # type: ignore[arg-type]
+    problem = reconnect_error(config)
+    if problem is not None:
+        raise ConfigError(f"{where}{problem}")
+    return config

@@ -1,0 +1,52 @@
+"""Plain HTTP on the WebSocket port: the live page and its assets, /healthz for haproxy, 404 for the rest."""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable
+from importlib import resources
+
+from fedmsg_websocket.compat import Answer
+
+# The page talks only to the address it came from; bus content is shown as text, never as markup.
+_PAGE_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self';"
+        " base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "no-cache"),
+)
+_STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/page.js": ("page.js", "text/javascript; charset=utf-8"),
+    "/page.css": ("page.css", "text/css; charset=utf-8"),
+}
+
+
+def _text(status: http.HTTPStatus, text: str) -> Answer:
+    return Answer(status, "text/plain; charset=utf-8", text.encode(), (("Cache-Control", "no-store"),))
+
+
+def make_router(health: Callable[[], str | None]) -> Callable[[str, bool], Answer | None]:
+    """A router for compat.start_server; health() returns None when healthy, else why not."""
+    folder = resources.files("fedmsg_websocket") / "static"
+    # Read once at start: a page request costs no disk access and a broken package fails at start.
+    pages = {
+        path: Answer(http.HTTPStatus.OK, kind, (folder / name).read_bytes(), _PAGE_HEADERS)
+        for path, (name, kind) in _STATIC.items()
+    }
+    not_found = _text(http.HTTPStatus.NOT_FOUND, "not found\n")
+
+    def route(path: str, upgrade: bool) -> Answer | None:
+        if path == "/" and upgrade:
+            return None
+        if path == "/healthz":
+            problem = health()
+            if problem is None:
+                return _text(http.HTTPStatus.OK, "ok\n")
+            return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, f"{problem}\n")
+        return pages.get(path, not_found)
+
+    return route
