@@ -53,13 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """The fedmsg_gateway_* samples of a Prometheus text page, without the prefix."""
+def parse_metrics(text: str, prefix: str = _PREFIX) -> dict[str, float]:
+    """The samples named PREFIX* (fedmsg_gateway_* by default) of a Prometheus text page, without it."""
     samples = {}
     for line in text.splitlines():
-        if line.startswith(_PREFIX):
+        if line.startswith(prefix):
             name, value = line.split()
-            samples[name.removeprefix(_PREFIX)] = float(value)
+            samples[name.removeprefix(prefix)] = float(value)
     return samples
 
 

@@ -8,6 +8,7 @@ import functools
 import logging
 import signal
 import sys
+import time
 from typing import NoReturn
 
 import zmq
@@ -89,17 +90,25 @@ async def run(config: Config) -> int:
     registry: Registry[Connection] = Registry()
     fanout = Fanout(registry, config.max_queue_bytes)
     clients = Clients(registry, config.max_subscriptions)
-    router = make_router(lambda: health.problem(bus, fanout))
+    router = make_router(lambda: health.problem(bus.is_alive(), time.monotonic() - fanout.last_batch))
     metrics = Metrics(bus, fanout, clients, registry)
     try:
         server = await serve(config, clients, router)
-        exporter = Exporter(config.metrics, metrics.render) if config.metrics else None
     except OSError as exc:
-        log.error("cannot listen: %s", exc)
+        log.error("cannot listen on %s: %s", config.bind, exc.strerror or exc)
         bus.stop(0)
         context.term()
         return 1
-    if exporter is not None:
+    exporter = None
+    if config.metrics:
+        try:
+            exporter = Exporter(config.metrics, metrics.render)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s: %s", config.metrics, exc.strerror or exc)
+            server.close()
+            bus.stop(0)
+            context.term()
+            return 1
         exporter.start()
         log.info("metrics on http://%s/metrics", config.metrics)
     bus.start(fanout.deliver)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
-from fedmsg_websocket.bus import HEARTBEAT, BusReader
-from fedmsg_websocket.fanout import Fanout
+from fedmsg_websocket.bus import HEARTBEAT
 
 #: The reader hands over a batch (or an empty heartbeat) at least every HEARTBEAT seconds; a few missed
 #: ones mean it is stuck, or the event loop is too busy to take them.
 MAX_SILENCE = 5 * HEARTBEAT
 
 
-def problem(bus: BusReader, fanout: Fanout) -> str | None:
-    """None when healthy, else one line saying why not."""
-    if not bus.is_alive():
+def problem(reader_alive: bool, silence: float) -> str | None:
+    """None when healthy, else one line saying why not; `silence`: seconds since the last hand-off."""
+    if not reader_alive:
         return "bus reader stopped"
-    silence = time.monotonic() - fanout.last_batch
     if silence > MAX_SILENCE:
         return f"no hand-off from the bus reader for {silence:.1f} s"
     return None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import zmq
 from gateway_harness import Gateway
+from websocket_harness import WebsocketDaemon
 
 
 @pytest.fixture
@@ -24,6 +25,22 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     yield start
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture
+def start_websocket(tmp_path: Path) -> Iterator[Callable[..., WebsocketDaemon]]:
+    """Start a ready fedmsg-websocket: start_websocket([endpoint, ...], *extra_args, **extra_env)."""
+    started: list[WebsocketDaemon] = []
+
+    def start(endpoints: list[str], *args: str, **env: str) -> WebsocketDaemon:
+        daemon = WebsocketDaemon(tmp_path, endpoints, *args, **env)
+        started.append(daemon)
+        daemon.wait_ready()
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
 
 
 @pytest.fixture

@@ -72,22 +72,15 @@ class NotifyListener:
         self._sock.close()
 
 
-class Gateway:
-    """One daemon subprocess with its own public port, metrics port and notify socket."""
+class Daemon:
+    """One daemon subprocess (`python -m MODULE ARGS`) with its own notify socket and stderr log."""
 
-    def __init__(self, tmp_path: Path, endpoints: list[str], *args: str, **env: str) -> None:
-        self.port = free_port()
-        self.metrics_port = free_port()
-        self.url = f"tcp://127.0.0.1:{self.port}"
+    def __init__(self, tmp_path: Path, module: str, args: list[str], **env: str) -> None:
         self.notify = NotifyListener()
-        self.stderr_path = tmp_path / f"gateway-{self.port}.log"
-        command = [sys.executable, "-m", "fedmsg_gateway", "--bind", self.url]
-        command += ["--metrics", f"127.0.0.1:{self.metrics_port}"]
-        for endpoint in endpoints:
-            command += ["--endpoint", endpoint]
+        self.stderr_path = tmp_path / f"{module}-{uuid.uuid4().hex[:8]}.log"
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
-                [*command, *args],
+                [sys.executable, "-m", module, *args],
                 env=env_with_src(NOTIFY_SOCKET=self.notify.address, **env),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -112,6 +105,19 @@ class Gateway:
                 self.process.wait()
         self.notify.close()
         return self.process.returncode
+
+
+class Gateway(Daemon):
+    """The gateway with its own public port and metrics port."""
+
+    def __init__(self, tmp_path: Path, endpoints: list[str], *args: str, **env: str) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        command = ["--bind", self.url, "--metrics", f"127.0.0.1:{self.metrics_port}"]
+        for endpoint in endpoints:
+            command += ["--endpoint", endpoint]
+        super().__init__(tmp_path, "fedmsg_gateway", [*command, *args], **env)
 
 
 def run_to_exit(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,130 @@
+"""Test harness for fedmsg-websocket: the daemon as a subprocess, real WebSocket clients, a bus publisher.
+
+The clients are the installed websockets library's own (`websockets.connect` is the legacy client on
+10.4 and the new one on 13+; both have send/recv/close), so the tests run unchanged on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+import zmq
+from gateway_harness import TIMEOUT, Daemon, free_port
+
+from fedmsg_gateway.check import parse_metrics
+
+WARMUP = "warmup"
+
+
+class WebsocketDaemon(Daemon):
+    """fedmsg-websocket with its own HTTP/WebSocket port and metrics port."""
+
+    def __init__(self, tmp_path: Path, endpoints: list[str], *args: str, **env: str) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        self.http = f"http://127.0.0.1:{self.port}"
+        command = ["--bind", f"127.0.0.1:{self.port}", "--metrics", f"127.0.0.1:{self.metrics_port}"]
+        for endpoint in endpoints:
+            command += ["--endpoint", endpoint]
+        super().__init__(tmp_path, "fedmsg_websocket", [*command, *args], **env)
+
+    def scrape(self) -> dict[str, float]:
+        """The fedmsg_websocket_* metrics, names without the prefix."""
+        address = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(address, timeout=TIMEOUT) as page:  # noqa: S310 - http:// built here
+            return parse_metrics(page.read().decode(), "fedmsg_websocket_")
+
+    def wait_metrics(self, condition: Callable[[dict[str, float]], bool]) -> dict[str, float]:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            samples = self.scrape()
+            if condition(samples):
+                return samples
+            assert time.monotonic() < deadline, f"metrics never satisfied the condition: {samples}"
+            time.sleep(0.05)
+
+
+def http_get(url: str) -> tuple[int, str, bytes]:
+    """(status, content type, body) of a plain GET, errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as answer:  # noqa: S310 - the tests' own http://
+            return answer.status, answer.headers["Content-Type"], answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read()
+
+
+def connect(daemon: WebsocketDaemon, **options: Any) -> Any:  # noqa: ANN401 - the installed API's client
+    return websockets.connect(daemon.url, open_timeout=TIMEOUT, **options)
+
+
+async def subscribe(client: Any, *topics: str) -> None:  # noqa: ANN401
+    for topic in topics:
+        await client.send(json.dumps({"topic": "__topic_subscribe__", "body": topic}))
+
+
+async def receive(client: Any, count: int) -> list[str]:  # noqa: ANN401
+    """The next `count` frames that are not warm-ups."""
+    frames: list[str] = []
+    while len(frames) < count:
+        frame = await asyncio.wait_for(client.recv(), TIMEOUT)
+        if json.loads(frame)["topic"] != WARMUP:
+            frames.append(frame)
+    return frames
+
+
+async def drain(client: Any) -> None:  # noqa: ANN401
+    """Read until the connection closes (raises ConnectionClosed), each frame within TIMEOUT."""
+    while True:
+        await asyncio.wait_for(client.recv(), TIMEOUT)
+
+
+async def nothing_more(client: Any, seconds: float = 0.3) -> bool:  # noqa: ANN401
+    """True if no frame arrives within `seconds` (after a sentinel proved everything before it arrived)."""
+    try:
+        await asyncio.wait_for(client.recv(), seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def join(pub: zmq.Socket, *clients: Any) -> None:  # noqa: ANN401
+    """Publish warm-ups until every client (subscribed to WARMUP) got one: its subscriptions are in."""
+    for client in clients:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            pub.send_multipart([WARMUP.encode(), b"{}"])
+            try:
+                await asyncio.wait_for(client.recv(), 0.05)
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    pytest.fail("client never received a warm-up message")
+    # Let the warm-ups still in flight arrive, then drop them.
+    for client in clients:
+        while not await nothing_more(client, 0.2):
+            pass
+
+
+def publish(pub: zmq.Socket, messages: list[tuple[str, bytes]]) -> None:
+    for topic, body in messages:
+        pub.send_multipart([topic.encode(), body])
+
+
+def bus_message(index: int, topic: str = "org.fedoraproject.prod.git.receive") -> tuple[str, bytes]:
+    body = json.dumps({"i": index, "msg": {"agent": "alice", "title": f"commit {index}"}, "timestamp": 1.5})
+    return topic, body.encode()
+
+
+def frame_for(topic: str, body: bytes) -> str:
+    """What the daemon must send for a bus message: the body embedded as published."""
+    return '{"topic": ' + json.dumps(topic) + ', "body": ' + body.decode() + "}"
