@@ -1,0 +1,105 @@
+"""The live page in a real browser: headless Chromium loads it from the daemon, subscribes through its own
+box, and its DOM shows the messages published after it loaded (and only the matching ones).
+
+FEDMSG_PAGE_SCREENSHOT=PATH also saves the page as a PNG (how docs/websocket-page.png is made).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zmq
+from browser import CHROMIUM, Chromium, DevTools
+from gateway_harness import TIMEOUT, bus_publisher, wait_subscribed
+from websocket_harness import WebsocketDaemon, publish
+
+StartWebsocket = Callable[..., WebsocketDaemon]
+PREFIX = "org.fedoraproject.prod.git"
+TOPICS_SHOWN = "[...document.querySelectorAll('#messages .topic')].map(e => e.textContent)"
+USERS = ["alice", "bob", "carol", "dave"]
+PACKAGES = ["python-websockets", "zeromq", "haproxy", "chromium", "ansible-core"]
+
+
+def git_message(index: int) -> tuple[str, bytes]:
+    package = PACKAGES[index // 2 % len(PACKAGES)]
+    body = {
+        "i": index,
+        "timestamp": 1764640000 + index,
+        "username": USERS[index // 2 % len(USERS)],
+        "msg": {
+            "commit": {"repo": package, "branch": "rawhide", "summary": f"Update {package} to 1.{index}"}
+        },
+        "topic": f"{PREFIX}.receive",
+    }
+    body["msg"]["summary"] = body["msg"]["commit"]["summary"]
+    return f"{PREFIX}.receive", json.dumps(body).encode()
+
+
+def bodhi_message(index: int) -> tuple[str, bytes]:
+    body = {"i": index, "msg": {"update": {"title": f"zeromq-4.3.{index}"}}}
+    return "org.fedoraproject.prod.bodhi.update.comment", json.dumps(body).encode()
+
+
+async def wait_for(page: DevTools, expression: str, what: str) -> object:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"the page never showed {what}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./dev installs it)")
+def test_page_shows_live_messages_in_chromium(
+    ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path
+) -> None:
+    pub, url = bus_publisher(ctx)
+    daemon = start_websocket([url])
+    wait_subscribed(pub)
+    browser = Chromium(tmp_path / "profile", daemon.http + "/")
+    try:
+        devtools_url = browser.page_socket()
+
+        async def scenario() -> tuple[list[str], str, bytes]:
+            async with DevTools(devtools_url) as page:
+                await wait_for(
+                    page, "document.getElementById('status')?.textContent.startsWith('connected')", "it"
+                )
+                await page.evaluate(
+                    f"document.getElementById('prefix').value = '{PREFIX}*';"
+                    "document.getElementById('subscribe').requestSubmit()"
+                )
+                # Warm up until the new subscription is in, then clear the list.
+                deadline = time.monotonic() + TIMEOUT
+                while not await page.evaluate(f"{TOPICS_SHOWN}.includes('{PREFIX}.warmup')"):
+                    assert time.monotonic() < deadline, "the page's subscription never took effect"
+                    publish(pub, [(f"{PREFIX}.warmup", b"{}")])
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.3)
+                await page.evaluate("document.getElementById('messages').replaceChildren()")
+                messages = [git_message(i) if i % 2 else bodhi_message(i) for i in range(24)]
+                publish(pub, messages)
+                await wait_for(page, f"{TOPICS_SHOWN}.length >= 12", "12 messages")
+                await asyncio.sleep(0.3)  # anything else on its way would show now
+                topics = await page.evaluate(TOPICS_SHOWN)
+                summary = await page.evaluate("document.querySelector('#messages .summary').textContent")
+                # Open the newest message's JSON, as a reader would, for the screenshot.
+                await page.evaluate("document.querySelector('#messages details').open = true")
+                return topics, summary, await page.screenshot()
+
+        topics, summary, png = asyncio.run(scenario())
+    finally:
+        browser.close()
+    assert topics == [f"{PREFIX}.receive"] * 12
+    assert summary == "dave: Update zeromq to 1.23"  # the newest first: user and summary
+    assert png.startswith(b"\x89PNG")
+    target = os.environ.get("FEDMSG_PAGE_SCREENSHOT")
+    if target:
+        Path(target).write_bytes(png)
