@@ -10,14 +10,13 @@ from typing import NoReturn
 
 import zmq
 
-from fedmsg_gateway.config import Config, ConfigError, load
+from fedmsg_gateway.config import Config, load
 from fedmsg_gateway.exporter import Exporter
 from fedmsg_gateway.metrics import Metrics
 from fedmsg_gateway.notify import notify, watchdog_interval
 from fedmsg_gateway.relay import Relay, SetupError
-from fedmsg_gateway.settings import OneLineParser
+from fedmsg_gateway.settings import daemon_parser, settings_or_exit
 from fedmsg_gateway.subscribers import SubscriberTracker
-from fedmsg_gateway.version import package_version
 
 log = logging.getLogger("fedmsg_gateway")
 
@@ -30,35 +29,21 @@ _STOP_TIMEOUT = 0.5
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog=PROG, description="Relay every fedmsg bus message to a public ZeroMQ PUB socket."
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {package_version()}")
-    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
-    parser.add_argument(
-        "--endpoint", action="append", metavar="URL", help="bus endpoint to connect to (repeatable)"
-    )
+    parser = daemon_parser(PROG, "Relay every fedmsg bus message to a public ZeroMQ PUB socket.")
     parser.add_argument("--bind", action="append", metavar="URL", help="public address to bind (repeatable)")
     parser.add_argument("--hwm", metavar="N", help="send high-water mark per subscriber, in messages")
-    parser.add_argument("--metrics", metavar="HOST:PORT", help='metrics HTTP address, "" to disable')
-    parser.add_argument(
-        "--check-config", action="store_true", help="validate the settings and exit: 0 if valid, 2 if not"
-    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     args = _parser().parse_args(argv)
-    try:
-        config = load(
+    config = settings_or_exit(
+        PROG,
+        lambda: load(
             args.config, endpoints=args.endpoint, binds=args.bind, send_hwm=args.hwm, metrics=args.metrics
-        )
-    except ConfigError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
-        sys.exit(2)
-    if args.check_config:
-        # What deployment tools run before a new file replaces the live one.
-        sys.exit(0)
+        ),
+        args.check_config,
+    )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     # Block the stop signals before any thread exists (threads inherit the mask, libzmq's included):
     # the main thread then takes them synchronously with sigtimedwait, no handler races.

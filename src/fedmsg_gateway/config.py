@@ -22,7 +22,7 @@ from fedmsg_gateway.settings import (
     read_toml,
     url_list,
 )
-from fedmsg_gateway.sockets import SOCKET_INT_MINIMUM, reconnect_error
+from fedmsg_gateway.sockets import SOCKET_INT_MINIMUM, SocketSettings, reconnect_error
 
 __all__ = ["Config", "ConfigError", "load", "parse_host_port"]
 
@@ -30,21 +30,13 @@ _BIND_TCP = re.compile(rf"tcp://(?P<host>{HOST}|\*):(?P<port>\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Validated gateway settings; field names are the TOML keys."""
+class Config(SocketSettings):
+    """Validated gateway settings; field names are the TOML keys (the bus-side ones in SocketSettings)."""
 
     endpoints: tuple[str, ...]
     binds: tuple[str, ...] = ("tcp://*:9940",)
     # 160000 messages per subscriber: the bus's historical value. HWM bounds the queue of each peer.
     send_hwm: int = 160000
-    receive_hwm: int = 160000
-    tcp_keepalive: bool = True
-    tcp_keepalive_idle: int = 60
-    tcp_keepalive_interval: int = 5
-    tcp_keepalive_count: int = 3
-    # fedmsg settled on 100 ms doubling up to 1 s after reconnect storms with hundreds of endpoints.
-    reconnect_interval_ms: int = 100
-    reconnect_interval_max_ms: int = 1000
     # Accept queue of each public port. After a restart every subscriber reconnects at once: with
     # libzmq's default, 100, SYNs are dropped and retried for seconds (bench/restart.py). The kernel
     # caps it at net.core.somaxconn (4096 by default).

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
+
+from fedmsg_gateway.version import package_version
 
 #: A DNS name or an IPv4 address.
 HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
@@ -25,6 +28,37 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, like every other start-up error, instead of argparse's usage + message.
         self.exit(2, f"{self.prog}: {message}\n")
+
+
+Settings = TypeVar("Settings")
+
+
+def daemon_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The flags both daemons share; each adds its own."""
+    parser = OneLineParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"{prog} {package_version()}")
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    parser.add_argument(
+        "--endpoint", action="append", metavar="URL", help="bus endpoint to connect to (repeatable)"
+    )
+    parser.add_argument("--metrics", metavar="HOST:PORT", help='metrics HTTP address, "" to disable')
+    parser.add_argument(
+        "--check-config", action="store_true", help="validate the settings and exit: 0 if valid, 2 if not"
+    )
+    return parser
+
+
+def settings_or_exit(prog: str, load: Callable[[], Settings], check_only: bool) -> Settings:
+    """load()'s settings; exit 2 with its one-line error, or 0 after a successful --check-config."""
+    try:
+        settings = load()
+    except ConfigError as exc:
+        sys.stderr.write(f"{prog}: {exc}\n")
+        sys.exit(2)
+    if check_only:
+        # What deployment tools run before a new file replaces the live one.
+        sys.exit(0)
+    return settings
 
 
 def check_port(text: str, whole: str) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import dataclasses
 
 import zmq
 
@@ -17,21 +17,19 @@ SOCKET_INT_MINIMUM = {
 }
 
 
-class SocketSettings(Protocol):
-    """The config keys (same names in both daemons) that tune() reads."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SocketSettings:
+    """The bus-side socket keys of both daemons' configs (same names, defaults and meaning)."""
 
-    @property
-    def tcp_keepalive(self) -> bool: ...
-    @property
-    def tcp_keepalive_idle(self) -> int: ...
-    @property
-    def tcp_keepalive_interval(self) -> int: ...
-    @property
-    def tcp_keepalive_count(self) -> int: ...
-    @property
-    def reconnect_interval_ms(self) -> int: ...
-    @property
-    def reconnect_interval_max_ms(self) -> int: ...
+    # Messages queued per bus endpoint (ZMQ_RCVHWM); 160000 is the bus's historical value.
+    receive_hwm: int = 160000
+    tcp_keepalive: bool = True
+    tcp_keepalive_idle: int = 60
+    tcp_keepalive_interval: int = 5
+    tcp_keepalive_count: int = 3
+    # fedmsg settled on 100 ms doubling up to 1 s after reconnect storms with hundreds of endpoints.
+    reconnect_interval_ms: int = 100
+    reconnect_interval_max_ms: int = 1000
 
 
 def tune(sock: zmq.Socket, settings: SocketSettings) -> None:

@@ -15,12 +15,11 @@ import zmq
 
 from fedmsg_gateway.exporter import Exporter
 from fedmsg_gateway.notify import notify, watchdog_interval
-from fedmsg_gateway.settings import OneLineParser
-from fedmsg_gateway.version import package_version
+from fedmsg_gateway.settings import daemon_parser, settings_or_exit
 from fedmsg_websocket import health
 from fedmsg_websocket.bus import BusReader, SetupError
 from fedmsg_websocket.compat import Connection
-from fedmsg_websocket.config import Config, ConfigError, load
+from fedmsg_websocket.config import Config, load
 from fedmsg_websocket.fanout import Fanout
 from fedmsg_websocket.metrics import Metrics
 from fedmsg_websocket.registry import Registry
@@ -38,36 +37,25 @@ _READER_STOP_TIMEOUT = 0.5
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=PROG, description="Serve the fedmsg bus to WebSocket clients and browsers.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {package_version()}")
-    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
-    parser.add_argument(
-        "--endpoint", action="append", metavar="URL", help="bus PUB endpoint to subscribe to (repeatable)"
-    )
+    parser = daemon_parser(PROG, "Serve the fedmsg bus to WebSocket clients and browsers.")
     parser.add_argument("--bind", metavar="HOST:PORT", help="HTTP/WebSocket listen address (*:PORT: all)")
-    parser.add_argument("--metrics", metavar="HOST:PORT", help='metrics HTTP address, "" to disable')
     parser.add_argument("--state-dir", metavar="DIR", help="directory for state kept on disk")
-    parser.add_argument(
-        "--check-config", action="store_true", help="validate the settings and exit: 0 if valid, 2 if not"
-    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     args = _parser().parse_args(argv)
-    try:
-        config = load(
+    config = settings_or_exit(
+        PROG,
+        lambda: load(
             args.config,
             endpoints=args.endpoint,
             bind=args.bind,
             metrics=args.metrics,
             state_dir=args.state_dir,
-        )
-    except ConfigError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
-        sys.exit(2)
-    if args.check_config:
-        sys.exit(0)
+        ),
+        args.check_config,
+    )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     # websockets logs every connection at INFO: thousands of clients would flood the journal.
     logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -20,7 +20,7 @@ from fedmsg_gateway.settings import (
     parse_host_port,
     read_toml,
 )
-from fedmsg_gateway.sockets import SOCKET_INT_MINIMUM, reconnect_error
+from fedmsg_gateway.sockets import SOCKET_INT_MINIMUM, SocketSettings, reconnect_error
 
 __all__ = ["COMPRESSIONS", "Config", "ConfigError", "listen_address", "load"]
 
@@ -29,8 +29,8 @@ COMPRESSIONS = ("", "deflate")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Validated settings; field names are the TOML keys."""
+class Config(SocketSettings):
+    """Validated settings; field names are the TOML keys (the bus-side ones in SocketSettings)."""
 
     endpoints: tuple[str, ...]
     bind: str = "*:9919"
@@ -53,13 +53,6 @@ class Config:
     # Accept queue of the listening socket: after a restart every client reconnects at once (the
     # gateway's listen_backlog, measured there). The kernel caps it at net.core.somaxconn.
     listen_backlog: int = 4096
-    receive_hwm: int = 160000
-    tcp_keepalive: bool = True
-    tcp_keepalive_idle: int = 60
-    tcp_keepalive_interval: int = 5
-    tcp_keepalive_count: int = 3
-    reconnect_interval_ms: int = 100
-    reconnect_interval_max_ms: int = 1000
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Config)}

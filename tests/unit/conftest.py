@@ -4,36 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import zmq
-from gateway_harness import Gateway
+from gateway_harness import Daemon, Gateway
 from websocket_harness import WebsocketDaemon
 
-
-@pytest.fixture
-def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
-    """Start a ready daemon: start_gateway([endpoint, ...], *extra_args, **extra_env)."""
-    started: list[Gateway] = []
-
-    def start(endpoints: list[str], *args: str, **env: str) -> Gateway:
-        gateway = Gateway(tmp_path, endpoints, *args, **env)
-        started.append(gateway)
-        gateway.wait_ready()
-        return gateway
-
-    yield start
-    for gateway in started:
-        gateway.stop()
+Started = TypeVar("Started", bound=Daemon)
 
 
-@pytest.fixture
-def start_websocket(tmp_path: Path) -> Iterator[Callable[..., WebsocketDaemon]]:
-    """Start a ready fedmsg-websocket: start_websocket([endpoint, ...], *extra_args, **extra_env)."""
-    started: list[WebsocketDaemon] = []
+def _started(tmp_path: Path, kind: Callable[..., Started]) -> Iterator[Callable[..., Started]]:
+    """start([endpoint, ...], *extra_args, **extra_env) -> a ready daemon, stopped after the test."""
+    started: list[Started] = []
 
-    def start(endpoints: list[str], *args: str, **env: str) -> WebsocketDaemon:
-        daemon = WebsocketDaemon(tmp_path, endpoints, *args, **env)
+    def start(endpoints: list[str], *args: str, **env: str) -> Started:
+        daemon = kind(tmp_path, endpoints, *args, **env)
         started.append(daemon)
         daemon.wait_ready()
         return daemon
@@ -41,6 +27,22 @@ def start_websocket(tmp_path: Path) -> Iterator[Callable[..., WebsocketDaemon]]:
     yield start
     for daemon in started:
         daemon.stop()
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    yield from _started(tmp_path, Gateway)
+
+
+@pytest.fixture
+def start_websocket(tmp_path: Path) -> Iterator[Callable[..., WebsocketDaemon]]:
+    yield from _started(tmp_path, WebsocketDaemon)
+
+
+@pytest.fixture(params=[Gateway, WebsocketDaemon], ids=["gateway", "websocket"])
+def start_daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Either daemon, for what both do alike."""
+    yield from _started(tmp_path, request.param)
 
 
 @pytest.fixture

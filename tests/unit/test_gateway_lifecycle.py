@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +14,7 @@ import zmq
 from gateway_harness import (
     TIMEOUT,
     Gateway,
-    NotifyListener,
     bus_publisher,
-    free_port,
-    run_to_exit,
     subscriber,
     wait_subscribed,
 )
@@ -67,17 +63,6 @@ def _publish_until(pub: zmq.Socket, done: threading.Event) -> None:
         time.sleep(0.001)
 
 
-def test_watchdog_pings_when_asked(start_gateway: StartGateway) -> None:
-    gateway = start_gateway(["tcp://127.0.0.1:1"], WATCHDOG_USEC="200000")
-    pings = 0
-    deadline = time.monotonic() + TIMEOUT
-    while pings < 3 and time.monotonic() < deadline:
-        gateway.notify.states.clear()
-        if gateway.notify.wait_for("WATCHDOG=1", timeout=1.0):
-            pings += 1
-    assert pings == 3
-
-
 def test_no_watchdog_without_watchdog_usec(start_gateway: StartGateway) -> None:
     gateway = start_gateway(["tcp://127.0.0.1:1"])
     assert not gateway.notify.wait_for("WATCHDOG=1", timeout=1.5)
@@ -89,36 +74,6 @@ def test_logs_binds_and_endpoints(start_gateway: StartGateway) -> None:
     assert f"INFO bound {gateway.url}" in log
     assert "INFO connecting to tcp://127.0.0.1:1" in log
     assert "INFO connecting to tcp://127.0.0.1:2" in log
-
-
-def _run_until_exit(args: list[str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    notify = NotifyListener()
-    try:
-        result = run_to_exit("fedmsg_gateway", *args, NOTIFY_SOCKET=notify.address)
-        notify.wait_for("READY=1", timeout=0.2)
-        return result, notify.states
-    finally:
-        notify.close()
-
-
-@pytest.mark.parametrize("what", ["bind", "metrics"])
-def test_address_in_use_fails_before_ready(what: str) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        bind = f"tcp://127.0.0.1:{port if what == 'bind' else free_port()}"
-        metrics = f"127.0.0.1:{port if what == 'metrics' else free_port()}"
-        result, states = _run_until_exit(
-            ["--endpoint", "tcp://127.0.0.1:1", "--bind", bind, "--metrics", metrics]
-        )
-
-    assert result.returncode == 1
-    assert "READY=1" not in states
-    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
-    assert len(errors) == 1
-    assert str(port) in errors[0]
-    assert "in use" in errors[0]
 
 
 def test_runs_without_metrics(tmp_path: Path, start_gateway: StartGateway) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gateway_harness import TIMEOUT, NotifyListener, free_port, run_to_exit
+from gateway_harness import TIMEOUT, run_to_exit
 from websocket_harness import WebsocketDaemon, http_get
 
 from fedmsg_gateway.version import package_version
@@ -69,37 +68,6 @@ def test_stop_signal_exits_0_quickly(start_websocket: StartWebsocket, signum: si
     assert time.monotonic() - started < 2.0
     assert daemon.notify.wait_for("STOPPING=1", timeout=1.0)
     assert f"stopping on {signum.name}" in daemon.stderr
-
-
-def test_watchdog_pings_when_asked(start_websocket: StartWebsocket) -> None:
-    daemon = start_websocket([ENDPOINT], WATCHDOG_USEC="200000")
-    pings = 0
-    deadline = time.monotonic() + TIMEOUT
-    while pings < 3 and time.monotonic() < deadline:
-        daemon.notify.states.clear()
-        if daemon.notify.wait_for("WATCHDOG=1", timeout=1.0):
-            pings += 1
-    assert pings == 3
-
-
-@pytest.mark.parametrize("what", ["bind", "metrics"])
-def test_address_in_use_fails_before_ready(what: str) -> None:
-    notify = NotifyListener()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        bind = f"127.0.0.1:{port if what == 'bind' else free_port()}"
-        metrics = f"127.0.0.1:{port if what == 'metrics' else free_port()}"
-        args = ["--endpoint", ENDPOINT, "--bind", bind, "--metrics", metrics]
-        result = run_to_exit(MODULE, *args, NOTIFY_SOCKET=notify.address)
-    notify.wait_for("READY=1", timeout=0.2)
-    notify.close()
-    assert result.returncode == 1
-    assert "READY=1" not in notify.states
-    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
-    assert len(errors) == 1
-    assert str(port) in errors[0]
 
 
 def test_version() -> None:
