@@ -64,6 +64,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def start_daemon(
+    module: str, args: list[str], stderr: int | None = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """`python -m MODULE ARGS` from src/ as a subprocess; returns once it told systemd READY=1."""
+    name = f"{module}-bench-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        notify.settimeout(10)
+        env = dict(os.environ, NOTIFY_SOCKET="@" + name)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+        process = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stderr=stderr)
+        while b"READY=1" not in notify.recv(4096):
+            pass
+    return process
+
+
 def start_gateway(
     endpoints: list[str],
     binds: list[str],
@@ -71,28 +87,19 @@ def start_gateway(
     stderr: int | None = subprocess.DEVNULL,
     config: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """The real daemon from src/ as a subprocess; returns once it told systemd READY=1 (ports bound).
+    """The real gateway from src/ as a subprocess; returns once it is READY (ports bound).
 
     `config`: a TOML file for the keys the command line does not set (endpoints, binds and metrics
     given here win).
     """
-    name = f"fedmsg-gateway-bench-{uuid.uuid4().hex}"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind("\0" + name)
-        notify.settimeout(10)
-        env = dict(os.environ, NOTIFY_SOCKET="@" + name)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "fedmsg_gateway", "--metrics", metrics]
-        if config is not None:
-            command += ["--config", str(config)]
-        for url in endpoints:
-            command += ["--endpoint", url]
-        for url in binds:
-            command += ["--bind", url]
-        process = subprocess.Popen(command, env=env, stderr=stderr)
-        while b"READY=1" not in notify.recv(4096):
-            pass
-    return process
+    command = ["--metrics", metrics]
+    if config is not None:
+        command += ["--config", str(config)]
+    for url in endpoints:
+        command += ["--endpoint", url]
+    for url in binds:
+        command += ["--bind", url]
+    return start_daemon("fedmsg_gateway", command, stderr)
 
 
 class GreetingProbe:
