@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import websockets
 from gateway_harness import TIMEOUT, run_to_exit
 from websocket_harness import WebsocketDaemon, http_get
 
@@ -136,3 +140,30 @@ def test_bad_settings_exit_2_with_one_line_naming_the_key(
 def test_works_without_a_config_file() -> None:
     result = run_to_exit(MODULE, "--endpoint", ENDPOINT, "--bind", "127.0.0.1:9919", "--check-config")
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_metrics_say_which_versions_run(start_websocket: StartWebsocket) -> None:
+    samples = start_websocket([ENDPOINT]).scrape()
+    build = next(name for name in samples if name.startswith("build_info{"))
+    assert f'version="{package_version()}"' in build
+    assert f'websockets="{websockets.__version__}"' in build
+    assert samples[build] == 1
+    assert (samples["up"], samples["clients"], samples["messages_received_total"]) == (1, 0, 0)
+
+
+def test_a_peer_that_never_answers_pings_is_closed(start_websocket: StartWebsocket, tmp_path: Path) -> None:
+    config = tmp_path / "websocket.toml"
+    config.write_text(f'endpoints = ["{ENDPOINT}"]\nping_interval = 1\nping_timeout = 1\n')
+    daemon = start_websocket([], "--config", str(config))
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=TIMEOUT) as peer:
+        key = base64.b64encode(os.urandom(16)).decode()
+        peer.sendall(
+            f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        assert peer.recv(4096).startswith(b"HTTP/1.1 101")
+        assert daemon.wait_metrics(lambda s: s["clients"] == 1)
+        # Read what comes (the pings) without ever answering, until the server hangs up.
+        while peer.recv(4096):
+            pass
+    assert daemon.wait_metrics(lambda s: s["clients"] == 0)

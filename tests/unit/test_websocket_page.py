@@ -1,5 +1,6 @@
 """The live page in a real browser: headless Chromium loads it from the daemon, subscribes through its own
-box, and its DOM shows the messages published after it loaded (and only the matching ones).
+box, its DOM shows the messages published after it loaded (and only the matching ones), and it comes back
+by itself after the daemon restarts.
 
 FEDMSG_PAGE_SCREENSHOT=PATH also saves the page as a PNG (how docs/websocket-page.png is made).
 """
@@ -95,8 +96,30 @@ def test_page_shows_live_messages_in_chromium(
                 return topics, summary, await page.screenshot()
 
         topics, summary, png = asyncio.run(scenario())
+        # A restart: the page notices, backs off, reconnects to the new daemon on the same address and
+        # subscribes again with what its box says.
+        daemon.stop()
+        # (No wait for its bus subscription: the loop below publishes until the page shows a message.)
+        restarted = start_websocket([url], "--bind", f"127.0.0.1:{daemon.port}", "--metrics", "")
+
+        async def reconnect() -> str:
+            async with DevTools(devtools_url) as page:
+                await wait_for(
+                    page, "document.getElementById('status').textContent.startsWith('disconnected')", "it"
+                )
+                deadline = time.monotonic() + TIMEOUT * 3
+                while not await page.evaluate(f"{TOPICS_SHOWN}.includes('{PREFIX}.after-restart')"):
+                    assert time.monotonic() < deadline, f"the page never came back: {restarted.stderr}"
+                    publish(pub, [(f"{PREFIX}.after-restart", b"{}"), ("org.other.after-restart", b"{}")])
+                    await asyncio.sleep(0.2)
+                return str(
+                    await page.evaluate(f"{TOPICS_SHOWN}.filter(t => t.startsWith('org.other')).length")
+                )
+
+        others = asyncio.run(reconnect())
     finally:
         browser.close()
+    assert others == "0"
     assert topics == [f"{PREFIX}.receive"] * 12
     assert summary == "dave: Update zeromq to 1.23"  # the newest first: user and summary
     assert png.startswith(b"\x89PNG")
