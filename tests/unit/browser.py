@@ -53,7 +53,7 @@ class Chromium:
             if self._port_file.exists() and self._port_file.read_text().count("\n") >= 1:
                 port = self._port_file.read_text().split()[0]
                 address = f"http://127.0.0.1:{port}/json/list"
-                with urllib.request.urlopen(address, timeout=TIMEOUT) as answer:  # noqa: S310 - local http://
+                with urllib.request.urlopen(address, timeout=TIMEOUT) as answer:
                     pages = [t for t in json.load(answer) if t["type"] == "page"]
                 if pages:
                     return pages[0]["webSocketDebuggerUrl"]

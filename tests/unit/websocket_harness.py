@@ -41,7 +41,7 @@ class WebsocketDaemon(Daemon):
     def scrape(self) -> dict[str, float]:
         """The fedmsg_websocket_* metrics, names without the prefix."""
         address = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(address, timeout=TIMEOUT) as page:  # noqa: S310 - http:// built here
+        with urllib.request.urlopen(address, timeout=TIMEOUT) as page:
             return parse_metrics(page.read().decode(), "fedmsg_websocket_")
 
     def wait_metrics(self, condition: Callable[[dict[str, float]], bool]) -> dict[str, float]:
