@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import zmq
 
+from fedmsg_gateway import __version__
 from fedmsg_gateway.config import Config, ConfigError, load
 from fedmsg_gateway.exporter import Exporter
 from fedmsg_gateway.metrics import Metrics
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config", action="store_true", help="validate the settings and exit: 0 if valid, 2 if not"
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
 
