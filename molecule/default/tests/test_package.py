@@ -8,13 +8,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import SCENARIO_DIR, main_pid
+from conftest import PROJECT, main_pid
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://busgateway01"]
 
-REPO = SCENARIO_DIR.parents[1]
-BUILT = REPO / "build/fedmsg-gateway.deb"
+BUILT = PROJECT / "build/fedmsg-gateway.deb"
 SITE = "/usr/lib/python3/dist-packages"
 UNIT = "/lib/systemd/system/fedmsg-gateway.service"
 
@@ -28,7 +27,7 @@ def installed_version(host: Host) -> str:
 
 
 def test_the_installed_package_is_the_build_of_pyprojects_version(host: Host) -> None:
-    released = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    released = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["version"]
     installed = installed_version(host)
     assert installed == built_version()
     # A build from uncommitted sources is VERSION+dev.HASH (packaging/build_deb.py).
@@ -70,7 +69,7 @@ def test_dpkg_owns_every_file_of_the_code(host: Host) -> None:
 def older_build(tmp_path: Path) -> Path:
     """The committed sources as release 1.0.0 with one module more: a module the current build dropped."""
     clone = tmp_path / "repo"
-    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    subprocess.run(["git", "clone", "--quiet", str(PROJECT), str(clone)], check=True)
     pyproject = clone / "pyproject.toml"
     pyproject.write_text(re.sub(r'(?m)^version = ".*"$', 'version = "1.0.0"', pyproject.read_text(), count=1))
     (clone / "src/fedmsg_gateway/retired.py").write_text('"""In 1.0.0 only."""\n')
