@@ -12,6 +12,7 @@ from collections.abc import Callable
 import zmq
 
 from fedmsg_gateway.relay import STATISTICS_UNIT, Counters, Relay, query_counters
+from fedmsg_gateway.version import package_version
 from fedmsg_gateway.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,12 @@ class Metrics(Worker):
         up = int(self._answered and self._relay.is_alive())
         age = time.monotonic() - self._last_change
         samples = [
+            (
+                f'build_info{{version="{package_version()}"}}',
+                "gauge",
+                "Always 1; the label is the running build's version (--version, dpkg -s fedmsg-gateway).",
+                1,
+            ),
             ("up", "gauge", "1 while the relay is running and answering.", up),
             (
                 f"{unit}_received_total",
@@ -107,5 +114,6 @@ class Metrics(Worker):
         lines = []
         for name, kind, text, value in samples:
             full = f"fedmsg_gateway_{name}"
-            lines += [f"# HELP {full} {text}", f"# TYPE {full} {kind}", f"{full} {value}"]
+            family = full.partition("{")[0]
+            lines += [f"# HELP {family} {text}", f"# TYPE {family} {kind}", f"{full} {value}"]
         return "\n".join(lines) + "\n"

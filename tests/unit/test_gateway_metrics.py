@@ -72,7 +72,8 @@ def test_help_and_type_lines(start_gateway: StartGateway) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=TIMEOUT) as page:
         assert page.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         lines = page.read().decode().splitlines()
-    names = [line.split()[0] for line in lines if not line.startswith("#")]
+    # A family's HELP and TYPE name it without the sample's labels.
+    names = [line.split()[0].partition("{")[0] for line in lines if not line.startswith("#")]
     for name in names:
         assert any(line.startswith(f"# HELP {name} ") for line in lines)
         kind = "counter" if name.endswith("_total") else "gauge"

@@ -39,6 +39,7 @@ CASES = [
     ("busgateway", {"fedmsg_gateway_send_hwm": "lots"}, "fedmsg_gateway_send_hwm"),
     ("busgateway", {"fedmsg_gateway_publishers": []}, "fedmsg_gateway_publishers"),
     ("busgateway", {"fedmsg_gateway_ports": [70000]}, "fedmsg_gateway_ports"),
+    ("busgateway", {"fedmsg_gateway_deb": "/nonexistent/fedmsg-gateway.deb"}, "fedmsg_gateway_deb"),
     ("busgateway", {"busgateway_nofile": 100}, "nofile_limits_nofile"),
 ]
 # The converged hosts' services and configuration, which a failed run must leave alone.
@@ -46,7 +47,11 @@ WATCHED = {
     "proxy01": ("haproxy", ["/etc/haproxy/haproxy.cfg", "/etc/systemd/system/haproxy.service.d/nofile.conf"]),
     "busgateway01": (
         "fedmsg-gateway",
-        ["/etc/fedmsg-gateway/gateway.toml", "/etc/systemd/system/fedmsg-gateway.service.d/nofile.conf"],
+        [
+            "/etc/fedmsg-gateway/gateway.toml",
+            "/etc/systemd/system/fedmsg-gateway.service.d/nofile.conf",
+            "/etc/systemd/system/fedmsg-gateway.service.d/tuning.conf",
+        ],
     ),
 }
 # Written by the container itself, not by a play: journald, apt's timers, podman's bind mounts.
