@@ -39,7 +39,7 @@ CASES = [
     ("busgateway", {"fedmsg_gateway_send_hwm": "lots"}, "fedmsg_gateway_send_hwm"),
     ("busgateway", {"fedmsg_gateway_publishers": []}, "fedmsg_gateway_publishers"),
     ("busgateway", {"fedmsg_gateway_ports": [70000]}, "fedmsg_gateway_ports"),
-    ("busgateway", {"fedmsg_gateway_deb": "/nonexistent/fedmsg-gateway.deb"}, "fedmsg_gateway_deb"),
+    ("busgateway", {"fedmsg_package_deb": "/nonexistent/fedmsg-gateway.deb"}, "fedmsg_package_deb"),
     ("busgateway", {"busgateway_nofile": 100}, "nofile_limits_nofile"),
 ]
 # The converged hosts' services and configuration, which a failed run must leave alone.
