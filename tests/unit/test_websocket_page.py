@@ -7,7 +7,6 @@ FEDMSG_PAGE_SCREENSHOT=PATH also saves the page as a PNG (how docs/websocket-pag
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -16,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import zmq
-from browser import CHROMIUM, Chromium, DevTools
 from gateway_harness import TIMEOUT, bus_publisher, wait_subscribed
+from kit import browser
 from websocket_harness import WebsocketDaemon, publish
 
 StartWebsocket = Callable[..., WebsocketDaemon]
@@ -47,79 +46,47 @@ def bodhi_message(index: int) -> tuple[str, bytes]:
     return "org.fedoraproject.prod.bodhi.update.comment", json.dumps(body).encode()
 
 
-async def wait_for(page: DevTools, expression: str, what: str) -> object:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        value = await page.evaluate(expression)
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"the page never showed {what}"
-        await asyncio.sleep(0.1)
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./dev installs it)")
+@pytest.mark.skipif(not browser.CHROMIUM_INSTALLED, reason="needs Debian's chromium (./dev installs it)")
 def test_page_shows_live_messages_in_chromium(
     ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path
 ) -> None:
     pub, url = bus_publisher(ctx)
     daemon = start_websocket([url])
     wait_subscribed(pub)
-    browser = Chromium(tmp_path / "profile", daemon.http + "/")
-    try:
-        devtools_url = browser.page_socket()
+    with browser.start(daemon.http + "/", window=(1100, 700)) as page:
+        page.wait_for("document.getElementById('status')?.textContent.startsWith('connected')", TIMEOUT)
+        page.type_into("#prefix", f"{PREFIX}*")
+        page.click("#subscribe button[type=submit]")
+        # Warm up until the new subscription is in, then clear the list.
+        deadline = time.monotonic() + TIMEOUT
+        while not page.evaluate(f"{TOPICS_SHOWN}.includes('{PREFIX}.warmup')"):
+            assert time.monotonic() < deadline, "the page's subscription never took effect"
+            publish(pub, [(f"{PREFIX}.warmup", b"{}")])
+            time.sleep(0.1)
+        time.sleep(0.3)
+        page.evaluate("document.getElementById('messages').replaceChildren()")
+        publish(pub, [git_message(i) if i % 2 else bodhi_message(i) for i in range(24)])
+        page.wait_for(f"{TOPICS_SHOWN}.length >= 12", TIMEOUT)
+        time.sleep(0.3)  # anything else on its way would show now
+        topics = page.evaluate(TOPICS_SHOWN)
+        summary = page.evaluate("document.querySelector('#messages .summary').textContent")
+        # Open the newest message's JSON, as a reader would, for the screenshot.
+        page.evaluate("document.querySelector('#messages details').open = true")
+        png = page.screenshot(tmp_path / "page.png").read_bytes()
 
-        async def scenario() -> tuple[list[str], str, bytes]:
-            async with DevTools(devtools_url) as page:
-                await wait_for(
-                    page, "document.getElementById('status')?.textContent.startsWith('connected')", "it"
-                )
-                await page.evaluate(
-                    f"document.getElementById('prefix').value = '{PREFIX}*';"
-                    "document.getElementById('subscribe').requestSubmit()"
-                )
-                # Warm up until the new subscription is in, then clear the list.
-                deadline = time.monotonic() + TIMEOUT
-                while not await page.evaluate(f"{TOPICS_SHOWN}.includes('{PREFIX}.warmup')"):
-                    assert time.monotonic() < deadline, "the page's subscription never took effect"
-                    publish(pub, [(f"{PREFIX}.warmup", b"{}")])
-                    await asyncio.sleep(0.1)
-                await asyncio.sleep(0.3)
-                await page.evaluate("document.getElementById('messages').replaceChildren()")
-                messages = [git_message(i) if i % 2 else bodhi_message(i) for i in range(24)]
-                publish(pub, messages)
-                await wait_for(page, f"{TOPICS_SHOWN}.length >= 12", "12 messages")
-                await asyncio.sleep(0.3)  # anything else on its way would show now
-                topics = await page.evaluate(TOPICS_SHOWN)
-                summary = await page.evaluate("document.querySelector('#messages .summary').textContent")
-                # Open the newest message's JSON, as a reader would, for the screenshot.
-                await page.evaluate("document.querySelector('#messages details').open = true")
-                return topics, summary, await page.screenshot()
-
-        topics, summary, png = asyncio.run(scenario())
         # A restart: the page notices, backs off, reconnects to the new daemon on the same address and
         # subscribes again with what its box says.
         daemon.stop()
         # (No wait for its bus subscription: the loop below publishes until the page shows a message.)
         restarted = start_websocket([url], "--bind", f"127.0.0.1:{daemon.port}", "--metrics", "")
-
-        async def reconnect() -> str:
-            async with DevTools(devtools_url) as page:
-                await wait_for(
-                    page, "document.getElementById('status').textContent.startsWith('disconnected')", "it"
-                )
-                deadline = time.monotonic() + TIMEOUT * 3
-                while not await page.evaluate(f"{TOPICS_SHOWN}.includes('{PREFIX}.after-restart')"):
-                    assert time.monotonic() < deadline, f"the page never came back: {restarted.stderr}"
-                    publish(pub, [(f"{PREFIX}.after-restart", b"{}"), ("org.other.after-restart", b"{}")])
-                    await asyncio.sleep(0.2)
-                return str(
-                    await page.evaluate(f"{TOPICS_SHOWN}.filter(t => t.startsWith('org.other')).length")
-                )
-
-        others = asyncio.run(reconnect())
-    finally:
-        browser.close()
-    assert others == "0"
+        page.wait_for("document.getElementById('status').textContent.startsWith('disconnected')", TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT * 3
+        while not page.evaluate(f"{TOPICS_SHOWN}.includes('{PREFIX}.after-restart')"):
+            assert time.monotonic() < deadline, f"the page never came back: {restarted.stderr}"
+            publish(pub, [(f"{PREFIX}.after-restart", b"{}"), ("org.other.after-restart", b"{}")])
+            time.sleep(0.2)
+        others = page.evaluate(f"{TOPICS_SHOWN}.filter(t => t.startsWith('org.other')).length")
+    assert others == 0
     assert topics == [f"{PREFIX}.receive"] * 12
     assert summary == "dave: Update zeromq to 1.23"  # the newest first: user and summary
     assert png.startswith(b"\x89PNG")

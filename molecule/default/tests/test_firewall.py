@@ -1,5 +1,6 @@
-"""Host firewalls: the gateways' public port only from the proxies, the proxies' :9940 from everyone."""
+"""Host firewalls: the gateways' ports only from the proxies, the proxies' :9940 and :9939 from everyone."""
 
+import pytest
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://app01"]
@@ -18,18 +19,25 @@ def connect_from(host: Host, target: str, port: int) -> str:
     return host.check_output("python3 -c %s %s %s", CONNECT, target, str(port)).strip()
 
 
-def test_a_client_cannot_bypass_haproxy_to_the_gateway(host: Host) -> None:
-    # The gateway listens on every address (test_gateway): only the firewall refuses this.
-    assert connect_from(host, "busgateway01", 9940) == "ConnectionRefusedError"
+# The raw stream's gateway port and fedmsg-websocket's.
+GATEWAY_PORTS = pytest.mark.parametrize("port", [9940, 9919])
 
 
-def test_the_proxy_reaches_the_gateway(host: Host) -> None:
+@GATEWAY_PORTS
+def test_a_client_cannot_bypass_haproxy_to_the_gateway(host: Host, port: int) -> None:
+    # Both daemons listen on every address: only the firewall refuses this.
+    assert connect_from(host, "busgateway01", port) == "ConnectionRefusedError"
+
+
+@GATEWAY_PORTS
+def test_the_proxy_reaches_the_gateway(host: Host, port: int) -> None:
     proxy = host.get_host("podman://proxy01")
-    assert connect_from(proxy, "busgateway01", 9940) == "connected"
+    assert connect_from(proxy, "busgateway01", port) == "connected"
 
 
-def test_the_public_port_is_open_to_everyone(host: Host) -> None:
-    assert connect_from(host, "proxy01", 9940) == "connected"
+@pytest.mark.parametrize("port", [9940, 9939])
+def test_the_public_ports_are_open_to_everyone(host: Host, port: int) -> None:
+    assert connect_from(host, "proxy01", port) == "connected"
 
 
 STATS_PAGE = (

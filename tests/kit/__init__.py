@@ -1,0 +1,1 @@
+"""The test kit shared by the unit tests and the Molecule scenarios' verifiers."""
