@@ -30,7 +30,7 @@ def start_chain() -> Iterator[ChainFactory]:
         )
         haproxy = Haproxy(workdir, config)
         haproxy.start()
-        chain = Chain(haproxy, listen_port, servers)
+        chain = Chain(haproxy, listen_port, servers, backends=backends)
         started.append(chain)
         haproxy.wait_servers_up(servers)
         return chain
