@@ -32,14 +32,6 @@ class CheckError(Exception):
     """A reason the check cannot judge; reported as UNKNOWN."""
 
 
-def threshold(text: str) -> Range:
-    """A -w/-c value: the guidelines' range ("10", "10:", "~:10", "10:20", "@10:20")."""
-    try:
-        return Range(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a range: {text!r}") from None
-
-
 def positive_seconds(text: str) -> float:
     try:
         value = float(text)

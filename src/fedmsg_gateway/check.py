@@ -43,23 +43,6 @@ def _address(value: str) -> str:
     return value
 
 
-def _range(value: str) -> Range:
-    try:
-        return Range(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a range: {value!r}") from None
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
-    return seconds
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="check_fedmsg_gateway",
@@ -76,12 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="metrics address",
     )
-    parser.add_argument("-w", "--warning", type=_range, metavar="RANGE", help="last message age, seconds")
-    parser.add_argument("-c", "--critical", type=_range, metavar="RANGE", help="last message age, seconds")
+    parser.add_argument("-w", "--warning", type=Range, metavar="RANGE", help="last message age, seconds")
+    parser.add_argument("-c", "--critical", type=Range, metavar="RANGE", help="last message age, seconds")
     parser.add_argument(
         "-t",
         "--timeout",
-        type=_seconds,
+        type=float,
         default=5,
         metavar="SECONDS",
         help="UNKNOWN when the whole check has not finished in this time (default 5)",
@@ -166,7 +149,10 @@ def check(address: str, warning: Range | None, critical: Range | None, timeout: 
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     try:
         state, line = check(args.metrics, args.warning, args.critical, args.timeout)
     except Exception as exc:  # a traceback would exit 1, which Nagios shows as WARNING with no text

@@ -141,6 +141,8 @@ class Haproxy:
         return (self.workdir / "haproxy.log").read_text(errors="replace")
 
     def stop(self) -> None:
+        if not hasattr(self, "process"):
+            return  # never started
         self.process.terminate()
         try:
             self.process.wait(timeout=10)

@@ -160,9 +160,9 @@ def test_check_unparsable_answer_is_unknown(garbage_server: str) -> None:
     ("args", "reason"),
     [
         (("--metrics", "nowhere"), "expected HOST:PORT"),
-        (("-w", "ten"), "argument -w/--warning: not a range: 'ten'"),
-        (("-c", "9:1"), "argument -c/--critical: not a range: '9:1'"),
-        (("-t", "0"), "argument -t/--timeout: 0 is not a positive number of seconds"),
+        (("-w", "ten"), "argument -w/--warning: invalid Range value: 'ten'"),
+        (("-c", "9:1"), "argument -c/--critical: invalid Range value: '9:1'"),
+        (("-t", "0"), "--timeout must be a positive number of seconds, not 0"),
     ],
 )
 def test_check_bad_arguments_are_unknown(args: tuple[str, ...], reason: str) -> None:
