@@ -26,6 +26,14 @@ options:
     description: Path of haproxy's stats socket. Changing states needs C(level admin) on it.
     type: path
     default: /run/haproxy/admin.sock
+  master_socket:
+    description:
+      - Path of haproxy's master CLI socket (the haproxy role's C(haproxy_master_socket)).
+      - When given, every C(scur) returned is summed over all live workers, the old ones a reload
+        left serving their established sessions included; without it, C(scur) is the current
+        worker's only and misses every session opened before the last reload.
+      - States, weights, C(smax) and C(slim) always come from the current worker (O(socket)).
+    type: path
   proxy:
     description: Name of the backend or listen section, for example C(fedmsg-raw-zmq).
     type: str
@@ -95,7 +103,7 @@ proxy:
   returned: always
   type: dict
   contains:
-    scur: {description: Current sessions., type: int}
+    scur: {description: Current sessions (of every worker with O(master_socket))., type: int}
     smax: {description: Highest session count since haproxy started., type: int}
     slim: {description: Session limit, or null if haproxy reports none., type: int}
     status: {description: C(OPEN) for a frontend, C(UP)/C(DOWN) for a backend., type: str}
@@ -111,7 +119,7 @@ servers:
       description: Operational status from C(show stat), e.g. C(UP), C(DOWN), C(DRAIN), C(MAINT),
         C(UP 1/3) while a health check transition is in progress.
       type: str
-    scur: {description: Current sessions on the server., type: int}
+    scur: {description: Current sessions on the server (of every worker with O(master_socket))., type: int}
     weight: {description: Effective weight from C(show stat)., type: int}
     admin_state: {description: "C(ready), C(drain) or C(maint), see the description.", type: str}
     admin_state_bits: {description: Raw C(srv_admin_state) of C(show servers state)., type: int}
@@ -142,13 +150,17 @@ class SocketError(Exception):
 
 
 def query(path: str, command: str, timeout: float) -> str:
-    """Send one command and read the answer until haproxy closes the connection, however large."""
+    """Send one command and read the answer until haproxy closes the connection, however large.
+
+    The write side is shut after the command: the master CLI answers only once the client half-closed.
+    """
     deadline = time.monotonic() + timeout
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(path)
             sock.sendall(command.encode() + b"\n")
+            sock.shutdown(socket.SHUT_WR)
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
@@ -163,11 +175,33 @@ def query(path: str, command: str, timeout: float) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def stat_rows(path: str, proxy: str, timeout: float) -> list[dict[str, str]]:
-    answer = query(path, "show stat", timeout)
+def stat_rows(path: str, proxy: str, timeout: float, command: str = "show stat") -> list[dict[str, str]]:
+    answer = query(path, command, timeout)
     if not answer.startswith("# pxname,"):
         raise SocketError(f"unexpected answer to 'show stat': {answer.strip()[:200]!r}")
     return [row for row in csv.DictReader(answer[2:].splitlines()) if row["pxname"] == proxy]
+
+
+def worker_pids(master: str, timeout: float) -> list[int]:
+    """Pids of the live workers in the master CLI's `show proc`, current and old."""
+    answer = query(master, "show proc", timeout)
+    if not answer.startswith("#<PID>"):
+        raise SocketError(f"unexpected answer to 'show proc' from {master}: {answer.strip()[:200]!r}")
+    rows = (line.split() for line in answer.splitlines() if not line.startswith("#"))
+    return [int(fields[0]) for fields in rows if len(fields) > 1 and fields[1] == "worker"]
+
+
+def sessions_of_every_worker(master: str, proxy: str, timeout: float) -> dict[str, int]:
+    """scur by svname of one proxy, summed over every live worker."""
+    totals: dict[str, int] = {}
+    for pid in worker_pids(master, timeout):
+        try:
+            rows = stat_rows(master, proxy, timeout, f"@!{pid} show stat")
+        except SocketError:
+            continue  # an old worker that exited since `show proc` took its sessions with it
+        for row in rows:
+            totals[row["svname"]] = totals.get(row["svname"], 0) + (as_int(row["scur"]) or 0)
+    return totals
 
 
 def admin_state(bits: int) -> str:
@@ -191,11 +225,17 @@ def as_int(value: str) -> int | None:
     return int(value) if value else None
 
 
-def read_state(path: str, proxy: str, timeout: float) -> tuple[dict[str, object], list[dict[str, object]]]:
+def read_state(
+    path: str, proxy: str, timeout: float, master: str | None = None
+) -> tuple[dict[str, object], list[dict[str, object]]]:
     rows = stat_rows(path, proxy, timeout)
     if not rows:
         raise SocketError(f"proxy {proxy} not found on {path}")
     by_name = {row["svname"]: row for row in rows}
+    if master is not None:
+        for name, scur in sessions_of_every_worker(master, proxy, timeout).items():
+            if name in by_name:
+                by_name[name] = by_name[name] | {"scur": str(scur)}
     summary_row = by_name.get("FRONTEND") or by_name["BACKEND"]
     summary = {
         "scur": as_int(summary_row["scur"]),
@@ -233,6 +273,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "socket": {"type": "path", "default": "/run/haproxy/admin.sock"},
+            "master_socket": {"type": "path"},
             "proxy": {"type": "str", "required": True},
             "host": {"type": "str"},
             "state": {"type": "str", "choices": ["query", "ready", "drain", "maint"], "default": "query"},
@@ -243,9 +284,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     path, proxy, host, state = (module.params[k] for k in ("socket", "proxy", "host", "state"))
-    timeout = module.params["timeout"]
+    timeout, master = module.params["timeout"], module.params["master_socket"]
     try:
-        summary, servers = read_state(path, proxy, timeout)
+        summary, servers = read_state(path, proxy, timeout, master)
         chosen = selected(servers, host)
         if host is not None and not chosen:
             names = ", ".join(str(s["name"]) for s in servers) or "none"
@@ -261,7 +302,7 @@ def main() -> None:
                 answer = query(path, command, timeout).strip()
                 if answer:
                     module.fail_json(msg=f"haproxy refused '{command}': {answer}", changed=done > 0)
-            summary, servers = read_state(path, proxy, timeout)
+            summary, servers = read_state(path, proxy, timeout, master)
             chosen = selected(servers, host)
             for server in chosen:
                 if server["admin_state"] != state:

@@ -29,9 +29,10 @@ def start_chain() -> Iterator[ChainFactory]:
             filler_backends=filler_backends,
         )
         haproxy = Haproxy(workdir, config)
-        haproxy.start()
-        chain = Chain(haproxy, listen_port, servers)
+        chain = Chain(haproxy, listen_port, servers, backends=backends)
+        # Registered before it starts: a start that fails half-way must not leave haproxy running.
         started.append(chain)
+        haproxy.start()
         haproxy.wait_servers_up(servers)
         return chain
 

@@ -1,7 +1,8 @@
 """A real haproxy in front of real TCP listeners, for the Nagios check and the haproxy_stats module.
 
 Kept out of conftest.py so test modules can import it by a name no other test directory uses.
-haproxy runs from /usr/sbin/haproxy with `-db` (foreground) in a short temporary directory: a
+haproxy runs from /usr/sbin/haproxy in master-worker mode with a master CLI socket, as Debian's
+unit runs it (`-W -S`, plus `-db` to stay in the foreground), in a short temporary directory: a
 Unix socket path must fit in 108 bytes, which pytest's tmp_path does not guarantee.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -86,12 +88,46 @@ class Haproxy:
     def socket_path(self) -> str:
         return str(self.workdir / "admin.sock")
 
+    @property
+    def master_socket_path(self) -> str:
+        return str(self.workdir / "master.sock")
+
     def start(self) -> None:
         cfg = self.workdir / "haproxy.cfg"
         cfg.write_text(self.config)
         log = (self.workdir / "haproxy.log").open("wb")
-        self.process = subprocess.Popen([HAPROXY, "-f", str(cfg), "-db"], stdout=log, stderr=log)
+        self.process = subprocess.Popen(
+            [HAPROXY, "-W", "-S", self.master_socket_path, "-f", str(cfg), "-db"], stdout=log, stderr=log
+        )
         wait_until(self.answers, "haproxy's stats socket")
+        wait_until(
+            lambda: len(self.workers_or_none() or []) == 1, "the first worker in the master's `show proc`"
+        )
+
+    def reload(self) -> None:
+        """What `systemctl reload haproxy` does: SIGUSR2 to the master, which starts a new worker."""
+        before = self.workers()
+        self.process.send_signal(signal.SIGUSR2)
+        wait_until(
+            lambda: (self.workers_or_none() or before)[0] not in before, "a new worker after the reload"
+        )
+        new = self.workers()[0]
+        wait_until(lambda: f"\nPid: {new}\n" in self.query("show info"), "the new worker on the stats socket")
+
+    def workers(self) -> list[int]:
+        """Worker pids from the master CLI's `show proc`: the current one first, then the old ones."""
+        lines = self.master_query("show proc").splitlines()
+        return [int(line.split()[0]) for line in lines if " worker " in f" {line} "]
+
+    def workers_or_none(self) -> list[int] | None:
+        # While it forks a worker the master may refuse its CLI for a moment.
+        try:
+            return self.workers()
+        except OSError:
+            return None
+
+    def master_query(self, command: str) -> str:
+        return self.query(command, self.master_socket_path)
 
     def answers(self) -> bool:
         if self.process.poll() is not None:
@@ -105,6 +141,8 @@ class Haproxy:
         return (self.workdir / "haproxy.log").read_text(errors="replace")
 
     def stop(self) -> None:
+        if not hasattr(self, "process"):
+            return  # never started
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
@@ -112,11 +150,13 @@ class Haproxy:
             self.process.kill()
             self.process.wait(timeout=10)
 
-    def query(self, command: str) -> str:
+    def query(self, command: str, path: str | None = None) -> str:
+        """One command on the stats socket (or another), read to EOF: the master CLI needs the half-close."""
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(5)
-            sock.connect(self.socket_path)
+            sock.connect(path or self.socket_path)
             sock.sendall(command.encode() + b"\n")
+            sock.shutdown(socket.SHUT_WR)
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
@@ -152,12 +192,21 @@ class Chain:
     listen_port: int
     servers: list[str]
     clients: list[socket.socket] = field(default_factory=list)
+    # The holding servers behind the proxy: servers[0] and servers[2] on the first, servers[1] on the second.
+    backends: list[HoldingServer] = field(default_factory=list)
+    # Sessions left on old workers by reloads: the current worker's stats do not show them.
+    on_old_workers: int = 0
 
     def open_sessions(self, total: int) -> None:
-        """Open client connections until the frontend holds `total` sessions."""
+        """Open client connections until `total` are open, waiting until the current worker holds its own."""
         while len(self.clients) < total:
             self.clients.append(socket.create_connection(("127.0.0.1", self.listen_port), timeout=5))
-        wait_until(lambda: self.haproxy.frontend_scur() == total, f"{total} frontend sessions")
+        current = total - self.on_old_workers
+        wait_until(lambda: self.haproxy.frontend_scur() == current, f"{current} frontend sessions")
+
+    def reload(self) -> None:
+        self.haproxy.reload()
+        self.on_old_workers = len(self.clients)
 
     def close_sessions(self) -> None:
         for client in self.clients:

@@ -157,3 +157,19 @@ def test_changing_state_requires_host(chain: Chain, tmp_path: Path, state: str) 
     assert result["failed"] is True
     assert "host" in str(result["msg"])
     assert [chain.haproxy.admin_bits(name) for name in chain.servers] == [READY, READY, READY]
+
+
+def test_master_socket_counts_the_sessions_of_every_worker(chain: Chain, tmp_path: Path) -> None:
+    chain.open_sessions(3)
+    chain.reload()
+    chain.open_sessions(5)  # 3 left on the old worker, 2 on the new one
+    every = run_module(module_args(chain, master_socket=chain.haproxy.master_socket_path), tmp_path)
+    assert every["proxy"]["scur"] == 5
+    assert sum(server["scur"] for server in every["servers"]) == 5
+    # The contrast: the stats socket alone sees the new worker's sessions only.
+    current = run_module(module_args(chain), tmp_path)
+    assert current["proxy"]["scur"] == 2
+    assert sum(server["scur"] for server in current["servers"]) == 2
+    # States and limits stay the current worker's.
+    assert every["proxy"]["slim"] == 10
+    assert [s["admin_state"] for s in every["servers"]] == ["ready"] * 3

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 import zmq
@@ -102,15 +106,22 @@ def test_check_ok_warning_critical(start_gateway: StartGateway, ctx: zmq.Context
     assert line.startswith("FEDMSG-GATEWAY OK - last message ")
     assert "'subscribers'=0;;;0" in line
     assert "_received'=" in line
-    assert ";300;;0" in line
+    # No threshold given: the age is reported, never alerted.
+    assert re.search(r"'last_message_age'=\d+\.\d{3}s;;;0$", line), line
 
     # The check judges the age the daemon exports, so wait on that, not on the clock.
     wait_metrics(gateway, lambda s: s["last_message_age_seconds"] > 1)
+    # The guidelines' ranges: a plain 1 alerts above 1 s.
     status, line = _check("--metrics", address, "--warning", "1")
     assert (status, line.split(" - ")[0]) == (1, "FEDMSG-GATEWAY WARNING")
-    status, line = _check("--metrics", address, "--warning", "1", "--critical", "1")
+    status, line = _check("-m", address, "-w", "1", "-c", "1")
     assert (status, line.split(" - ")[0]) == (2, "FEDMSG-GATEWAY CRITICAL")
-    assert ";1;1;0" in line
+    assert line.endswith("s;1;1;0")
+    # "1:" alerts below 1 s, "@1:3600" inside the range.
+    assert _check("-m", address, "-w", "1:")[0] == 0
+    status, line = _check("-m", address, "-c", "@1:3600")
+    assert status == 2
+    assert line.endswith("s;;@1:3600;0")
 
 
 def test_check_dead_port_is_critical() -> None:
@@ -146,7 +157,42 @@ def test_check_unparsable_answer_is_unknown(garbage_server: str) -> None:
     assert line.startswith("FEDMSG-GATEWAY UNKNOWN - cannot parse")
 
 
-def test_check_bad_arguments_are_unknown() -> None:
-    status, line = _check("--metrics", "nowhere")
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--metrics", "nowhere"), "expected HOST:PORT"),
+        (("-w", "ten"), "argument -w/--warning: invalid Range value: 'ten'"),
+        (("-c", "9:1"), "argument -c/--critical: invalid Range value: '9:1'"),
+        (("-t", "0"), "--timeout must be a positive number of seconds, not 0"),
+    ],
+)
+def test_check_bad_arguments_are_unknown(args: tuple[str, ...], reason: str) -> None:
+    status, line = _check(*args)
     assert status == 3
     assert line.startswith("FEDMSG-GATEWAY UNKNOWN - ")
+    assert reason in line
+
+
+def test_check_version_is_one_line() -> None:
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    result = run_to_exit("fedmsg_gateway.check", "-V")
+    assert (result.returncode, result.stdout) == (
+        0,
+        f"check_fedmsg_gateway {pyproject['project']['version']}\n",
+    )
+
+
+def test_check_peer_that_never_answers_is_unknown_within_the_timeout() -> None:
+    # The port accepts (the kernel completes the handshake) and never sends a byte. The bound leaves
+    # 4 s over the 1 s timeout for interpreter start on a loaded 2-core machine; without the
+    # timer the run would hang until the harness kills it.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        result = run_to_exit("fedmsg_gateway.check", "--metrics", address, "--timeout", "1")
+        elapsed = time.monotonic() - started
+    assert (result.returncode, result.stdout) == (
+        3,
+        f"FEDMSG-GATEWAY UNKNOWN - no complete answer from http://{address}/metrics within 1s\n",
+    )
+    assert elapsed < 5

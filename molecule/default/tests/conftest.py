@@ -68,14 +68,19 @@ def role_defaults() -> dict[str, dict[str, Any]]:
     return {path.parent.parent.name: yaml.safe_load(path.read_text()) for path in defaults}
 
 
-def haproxy_admin(host: Host, command: str, socket_path: str = "/run/haproxy/admin.sock") -> str:
-    """One command on the live stats socket, its answer read to EOF (no socat in the image).
+MASTER_SOCKET = "/run/haproxy/master.sock"
 
-    Not strict UTF-8: a failed health check puts the gateway's raw (binary) answer into last_chk.
+
+def haproxy_admin(host: Host, command: str, socket_path: str = "/run/haproxy/admin.sock") -> str:
+    """One command on the live stats (or master) socket, its answer read to EOF (no socat in the image).
+
+    The write side is shut after the command: the master CLI answers only then. Not strict UTF-8: a
+    failed health check puts the gateway's raw (binary) answer into last_chk.
     """
     script = (
         "import socket,sys\n"
         "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b'\\n')\n"
+        "s.shutdown(socket.SHUT_WR)\n"
         "out=b''\n"
         "while chunk := s.recv(65536): out += chunk\n"
         "sys.stdout.write(out.decode(errors='replace'))\n"
@@ -103,6 +108,25 @@ def wait_until_gateways_up(proxy: Host, proxy_name: str = "fedmsg-raw-zmq", time
             f"{proxy_name} servers not all UP after {timeout:.0f} s: {servers}"
         )
         time.sleep(0.5)
+
+
+def haproxy_workers(host: Host) -> list[int]:
+    """Pids of haproxy's live workers (`show proc` on the master CLI): the current one, then old ones."""
+    lines = haproxy_admin(host, "show proc", MASTER_SOCKET).splitlines()
+    return [int(line.split()[0]) for line in lines if not line.startswith("#") and " worker " in line]
+
+
+def frontend_sessions(host: Host, proxy: str = "fedmsg-raw-zmq") -> int:
+    """The proxy's sessions on every worker: after a reload the old ones keep theirs."""
+    total = 0
+    for pid in haproxy_workers(host):
+        rows = csv.DictReader(
+            io.StringIO(haproxy_admin(host, f"@!{pid} show stat", MASTER_SOCKET).removeprefix("# "))
+        )
+        total += sum(
+            int(row["scur"]) for row in rows if row["pxname"] == proxy and row["svname"] == "FRONTEND"
+        )
+    return total
 
 
 def main_pid(host: Host, service: str) -> int:

@@ -12,7 +12,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from conftest import SCENARIO_DIR, Heartbeats, haproxy_stats_rows, wait_until_gateways_up
+from conftest import (
+    SCENARIO_DIR,
+    Heartbeats,
+    frontend_sessions,
+    haproxy_workers,
+    wait_until_gateways_up,
+)
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://noc01"]
@@ -22,6 +28,7 @@ COMMAND_FILE = "/var/lib/nagios4/rw/nagios.cmd"
 OK, WARNING, CRITICAL = 0, 1, 2
 PROXY = "fedmsg-raw-zmq"
 SESSIONS = "fedmsg-raw-zmq sessions"
+SERVERS = "fedmsg-raw-zmq servers"
 GATEWAY_SERVICES = ("fedmsg-gateway alive", "bus traffic fresh", "fedmsg-gateway procs")
 CLIENTS_UNIT = "fedmsg-test-clients"
 # Real public clients: one SUB socket (one TCP connection through haproxy) each, subscribed to
@@ -104,14 +111,6 @@ def state_after_forced_checks(
     return status
 
 
-def frontend_sessions(proxy: Host) -> int:
-    return next(
-        int(row["scur"])
-        for row in haproxy_stats_rows(proxy)
-        if row["pxname"] == PROXY and row["svname"] == "FRONTEND"
-    )
-
-
 def wait_for_sessions(proxy: Host, expected: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while (current := frontend_sessions(proxy)) != expected:
@@ -157,7 +156,7 @@ def test_nagios_is_active_and_enabled(host: Host) -> None:
 
 def test_every_inventory_host_has_its_checks(host: Host) -> None:
     proxies, gateways = platforms_in("proxies"), platforms_in("busgateway")
-    expected = {(name, SESSIONS) for name in proxies} | {
+    expected = {(name, check) for name in proxies for check in (SESSIONS, SERVERS)} | {
         (name, service) for name in gateways for service in GATEWAY_SERVICES
     }
     configured = {
@@ -211,13 +210,51 @@ def test_stats_socket_is_readable_by_nrpe_and_nobody_else(host: Host, group_vars
     as_nobody = proxy.run("runuser -u nobody -- %s", plugin)
     assert as_nobody.rc == 3
     assert "permission denied" in as_nobody.stdout
+    # The master CLI, which reaches every worker, is the monitoring group's too.
+    master = proxy.file("/run/haproxy/master.sock")
+    assert master.is_socket
+    assert (master.user, master.group, master.mode) == ("root", "nagios", 0o660)
+    for user, state in (("nagios", OK), ("nobody", 3)):
+        run = proxy.run("runuser -u %s -- %s --master-socket /run/haproxy/master.sock", user, plugin)
+        assert run.rc == state, (user, run.stdout)
+
+
+def test_nagios_counts_the_sessions_left_on_an_old_worker(
+    host: Host, group_vars: dict, clients: Callable[..., None]
+) -> None:
+    """After a reload the old worker keeps its sessions; the new one's stats alone would miss them."""
+    app, proxy = host.get_host("podman://app01"), host.get_host("podman://proxy01")
+    limit = group_vars["proxies"]["haproxy_fedmsg_maxconn"]
+    clients(3)
+    proxy.check_output("systemctl reload haproxy")
+    deadline = time.monotonic() + 30
+    while len(haproxy_workers(proxy)) < 2:
+        assert time.monotonic() < deadline, "no old worker after the reload"
+        time.sleep(0.5)
+    unit = f"{CLIENTS_UNIT}-after-reload"
+    app.check_output(
+        "systemd-run --quiet --collect --unit %s python3 -c %s tcp://proxy01:9940 2", unit, HOLD_CLIENTS
+    )
+    try:
+        wait_for_sessions(proxy, 5)
+        status = forced_check(host, "proxy01", SESSIONS)
+        assert f"{PROXY} 5/{limit} " in status["plugin_output"], status["plugin_output"]
+        assert ", 1 old worker(s) " in status["plugin_output"]
+    finally:
+        app.run("systemctl stop %s", unit)
+    # Once its last session ends the old worker exits.
+    clients(0)
+    deadline = time.monotonic() + 30
+    while len(haproxy_workers(proxy)) > 1:
+        assert time.monotonic() < deadline, "the old worker outlived its sessions"
+        time.sleep(0.5)
 
 
 def test_sessions_state_follows_real_clients(
     host: Host, group_vars: dict, clients: Callable[..., None]
 ) -> None:
     limit = group_vars["proxies"]["haproxy_fedmsg_maxconn"]
-    # The plugin's defaults, which the NRPE role keeps: WARNING from 80 %, CRITICAL from 90 %.
+    # The plugin's defaults, which the NRPE role keeps: WARNING above 80 %, CRITICAL above 90 %.
     warning_from, critical_from = math.ceil(limit * 0.8), math.ceil(limit * 0.9)
     steps = [
         (3, OK),
@@ -257,10 +294,16 @@ def test_gateway_checks_go_critical_when_the_daemon_stops_and_recover(host: Host
         for service in GATEWAY_SERVICES:
             status = forced_check(host, "busgateway01", service)
             assert int(status["current_state"]) == CRITICAL, (service, status["plugin_output"])
+        # On the proxy: its only gateway DOWN, none UP. haproxy needs its 3 failed checks first.
+        status = state_after_forced_checks(host, "proxy01", SERVERS, CRITICAL)
+        assert int(status["current_state"]) == CRITICAL, status["plugin_output"]
+        assert "0 UP, 1 DOWN (busgateway01:9940)" in status["plugin_output"]
     finally:
         gateway.check_output("systemctl start fedmsg-gateway")
     for service in GATEWAY_SERVICES:
         status = state_after_forced_checks(host, "busgateway01", service, OK)
         assert int(status["current_state"]) == OK, (service, status["plugin_output"])
+    status = state_after_forced_checks(host, "proxy01", SERVERS, OK)
+    assert int(status["current_state"]) == OK, status["plugin_output"]
     # Leave the chain as found: haproxy marks the gateway up again after its rise checks.
     wait_until_gateways_up(proxy)

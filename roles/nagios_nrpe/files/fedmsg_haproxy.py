@@ -1,0 +1,1 @@
+../../../files/nagios/fedmsg_haproxy.py

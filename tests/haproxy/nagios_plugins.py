@@ -1,0 +1,95 @@
+"""Run files/nagios's plugins as NRPE runs them: through their shebang, one line of output expected."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN_DIR = ROOT / "files" / "nagios"
+SHARED_MODULE = "fedmsg_haproxy.py"
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+
+
+def bundle_version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def run_plugin(plugin: Path, *args: str, prefix: tuple[str, ...] = ()) -> tuple[int, str]:
+    result = subprocess.run(
+        [*prefix, str(plugin), *args], check=False, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.count("\n") == 1, result.stdout + result.stderr
+    assert result.stderr == ""
+    return result.returncode, result.stdout.rstrip("\n")
+
+
+def install_copy(plugin: str, directory: Path) -> Path:
+    """The plugin and the module it imports, as the role installs them, in a directory anyone can read.
+
+    For runs as another user: the checkout may sit in a 0700 directory such as /root.
+    """
+    directory.chmod(0o755)
+    for name in (plugin, SHARED_MODULE):
+        shutil.copy(PLUGIN_DIR / name, directory / name)
+        (directory / name).chmod(0o755 if name == plugin else 0o644)
+    return directory / plugin
+
+
+@contextmanager
+def unix_server(path: Path, answer: bytes | None) -> Iterator[None]:
+    """A Unix socket that accepts every connection, reads the command and answers `answer` then closes,
+    or (None) stays silent."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed
+            if answer is None:
+                held.append(conn)
+            else:
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+
+
+def assert_unknown_within_the_timeout(plugin: Path, label: str, option: str, command: str, tmp: Path) -> None:
+    """A peer that accepts and then says nothing: only the plugin's own deadline ends the wait.
+
+    The bound leaves 4 s over the 1 s timeout for the interpreter's start and imports, plenty even
+    on a loaded 2-core machine; without the deadline the run would last until the 30 s kill.
+    """
+    path = tmp / "silent.sock"
+    with unix_server(path, answer=None):
+        started = time.monotonic()
+        status, line = run_plugin(plugin, option, str(path), "--timeout", "1")
+        elapsed = time.monotonic() - started
+    assert (status, line) == (
+        UNKNOWN,
+        f"{label} UNKNOWN - no complete answer to '{command}' from {path} within the timeout",
+    )
+    assert elapsed < 5
