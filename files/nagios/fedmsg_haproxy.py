@@ -19,7 +19,7 @@ from typing import NoReturn
 from nagiosplugin import Range
 
 # The bundle's version (pyproject.toml); tests/haproxy checks they agree.
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
