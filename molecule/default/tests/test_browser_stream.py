@@ -19,7 +19,7 @@ from testinfra.host import Host
 testinfra_hosts = ["podman://app01"]
 
 URL = "wss://proxy01:9939/"
-CAFILE = "/usr/local/share/ca-certificates/fedmsg-molecule-ca.crt"
+CAFILE = "/usr/local/share/fedmsg-molecule-ca.crt"
 PROBE = "fedmsg-websocket-probe"
 PUBLISH = "tcp://*:3001"  # a bus endpoint the daemon subscribes to, bound only while a probe runs
 EPHEMERAL_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
