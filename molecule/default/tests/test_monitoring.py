@@ -29,6 +29,10 @@ OK, WARNING, CRITICAL = 0, 1, 2
 PROXY = "fedmsg-raw-zmq"
 SESSIONS = "fedmsg-raw-zmq sessions"
 SERVERS = "fedmsg-raw-zmq servers"
+# The browser stream's proxy and daemon.
+WEBSOCKETS = "fedmsg-websockets"
+WEBSOCKET_ALIVE = "fedmsg-websocket alive"
+PROXY_SERVICES = tuple(f"{proxy} {kind}" for proxy in (PROXY, WEBSOCKETS) for kind in ("sessions", "servers"))
 GATEWAY_SERVICES = ("fedmsg-gateway alive", "bus traffic fresh", "fedmsg-gateway procs")
 CLIENTS_UNIT = "fedmsg-test-clients"
 # Real public clients: one SUB socket (one TCP connection through haproxy) each, subscribed to
@@ -156,8 +160,8 @@ def test_nagios_is_active_and_enabled(host: Host) -> None:
 
 def test_every_inventory_host_has_its_checks(host: Host) -> None:
     proxies, gateways = platforms_in("proxies"), platforms_in("busgateway")
-    expected = {(name, check) for name in proxies for check in (SESSIONS, SERVERS)} | {
-        (name, service) for name in gateways for service in GATEWAY_SERVICES
+    expected = {(name, check) for name in proxies for check in PROXY_SERVICES} | {
+        (name, service) for name in gateways for service in (*GATEWAY_SERVICES, WEBSOCKET_ALIVE)
     }
     configured = {
         (block["host_name"], block["service_description"])
@@ -307,3 +311,44 @@ def test_gateway_checks_go_critical_when_the_daemon_stops_and_recover(host: Host
     assert int(status["current_state"]) == OK, status["plugin_output"]
     # Leave the chain as found: haproxy marks the gateway up again after its rise checks.
     wait_until_gateways_up(proxy)
+
+
+# Browser-stream clients on app01: N WebSockets through wss://proxy01:9939 (the test CA), held open.
+HOLD_WEBSOCKETS = (
+    "import asyncio, ssl, sys, websockets\n"
+    "async def main():\n"
+    "    context = ssl.create_default_context(cafile=sys.argv[1])\n"
+    "    count = int(sys.argv[2])\n"
+    "    sockets = [await websockets.connect('wss://proxy01:9939/', ssl=context) for _ in range(count)]\n"
+    "    await asyncio.sleep(3600)\n"
+    "asyncio.run(main())\n"
+)
+
+
+def test_browser_sessions_are_counted_and_a_stopped_daemon_is_critical(host: Host, group_vars: dict) -> None:
+    app = host.get_host("podman://app01")
+    gateway = host.get_host("podman://busgateway01")
+    limit = group_vars["proxies"]["haproxy_websocket_maxconn"]
+    cafile = "/usr/local/share/fedmsg-molecule-ca.crt"
+    app.check_output(
+        "systemd-run --quiet --collect --unit fedmsg-test-websockets python3 -c %s %s 4",
+        HOLD_WEBSOCKETS,
+        cafile,
+    )
+    try:
+        status = state_after_forced_checks(host, "proxy01", f"{WEBSOCKETS} sessions", OK)
+        deadline = time.monotonic() + 30
+        while f"{WEBSOCKETS} 4/{limit} " not in status["plugin_output"]:
+            assert time.monotonic() < deadline, status["plugin_output"]
+            status = forced_check(host, "proxy01", f"{WEBSOCKETS} sessions")
+    finally:
+        app.run("systemctl stop fedmsg-test-websockets")
+    try:
+        gateway.check_output("systemctl stop fedmsg-websocket")
+        status = forced_check(host, "busgateway01", WEBSOCKET_ALIVE)
+        assert int(status["current_state"]) == CRITICAL, status["plugin_output"]
+    finally:
+        gateway.check_output("systemctl start fedmsg-websocket")
+    status = state_after_forced_checks(host, "busgateway01", WEBSOCKET_ALIVE, OK)
+    assert int(status["current_state"]) == OK, status["plugin_output"]
+    wait_until_gateways_up(host.get_host("podman://proxy01"), WEBSOCKETS)
