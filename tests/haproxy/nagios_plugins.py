@@ -1,10 +1,15 @@
-"""Run files/nagios's plugins as NRPE runs them: through their shebang, one line of output expected."""
+"""Run files/nagios's plugins, one line of output expected.
+
+Under this interpreter by default, so that the coverage gate measures them; `prefix=()` runs one
+through its shebang (Debian's /usr/bin/python3 and python3-nagiosplugin), as NRPE does.
+"""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -22,7 +27,7 @@ def bundle_version() -> str:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
-def run_plugin(plugin: Path, *args: str, prefix: tuple[str, ...] = ()) -> tuple[int, str]:
+def run_plugin(plugin: Path, *args: str, prefix: tuple[str, ...] = (sys.executable,)) -> tuple[int, str]:
     result = subprocess.run(
         [*prefix, str(plugin), *args], check=False, capture_output=True, text=True, timeout=30
     )

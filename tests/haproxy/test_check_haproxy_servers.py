@@ -140,4 +140,5 @@ def test_bad_arguments_are_unknown(args: tuple[str, ...], reason: str) -> None:
 
 
 def test_version_is_one_line() -> None:
-    assert run_plugin(PLUGIN, "-V") == (OK, f"check_haproxy_servers {bundle_version()}")
+    # Through the shebang, as NRPE runs it.
+    assert run_plugin(PLUGIN, "-V", prefix=()) == (OK, f"check_haproxy_servers {bundle_version()}")

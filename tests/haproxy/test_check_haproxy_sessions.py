@@ -248,7 +248,8 @@ def test_help_names_every_option() -> None:
 
 @pytest.mark.parametrize("option", ["-V", "--version"])
 def test_version_is_one_line(option: str) -> None:
-    assert run_check(option) == (OK, f"check_haproxy_sessions {bundle_version()}")
+    # Through the shebang, as NRPE runs it.
+    assert run_plugin(PLUGIN, option, prefix=()) == (OK, f"check_haproxy_sessions {bundle_version()}")
 
 
 def test_master_socket_counts_the_sessions_left_on_old_workers(chain: Chain) -> None:
