@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from haproxy_chain import Chain, ChainFactory, Haproxy, HoldingServer, free_port, render_config
+from haproxy_chain import (
+    Chain,
+    ChainFactory,
+    Haproxy,
+    HoldingServer,
+    free_port,
+    private_loopback,
+    render_config,
+)
 
 
 @pytest.fixture
@@ -19,9 +27,11 @@ def start_chain() -> Iterator[ChainFactory]:
     started: list[Chain] = []
 
     def start(listen_maxconn: int = 10, global_maxconn: int = 40, filler_backends: int = 0) -> Chain:
-        listen_port = free_port()
+        listen_host = private_loopback()
+        listen_port = free_port(listen_host)
         config, servers = render_config(
             str(workdir / "admin.sock"),
+            listen_host,
             listen_port,
             [b.port for b in backends],
             listen_maxconn=listen_maxconn,
@@ -29,7 +39,7 @@ def start_chain() -> Iterator[ChainFactory]:
             filler_backends=filler_backends,
         )
         haproxy = Haproxy(workdir, config)
-        chain = Chain(haproxy, listen_port, servers, backends=backends)
+        chain = Chain(haproxy, listen_host, listen_port, servers, backends=backends)
         # Registered before it starts: a start that fails half-way must not leave haproxy running.
         started.append(chain)
         haproxy.start()

@@ -9,6 +9,7 @@ Unix socket path must fit in 108 bytes, which pytest's tmp_path does not guarant
 from __future__ import annotations
 
 import csv
+import secrets
 import selectors
 import shutil
 import signal
@@ -35,10 +36,16 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S
         time.sleep(0.05)
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def private_loopback() -> str:
+    """A loopback address of this chain's own (Linux routes all of 127/8 to lo): no stray connection
+    from elsewhere on a shared machine reaches it, so session counts can be exact."""
+    return "127." + ".".join(str(secrets.randbelow(254) + 1) for _ in range(3))
 
 
 class HoldingServer:
@@ -189,6 +196,7 @@ class Chain:
     """haproxy with `listen fedmsg-raw-zmq` in front of two holding servers."""
 
     haproxy: Haproxy
+    listen_host: str
     listen_port: int
     servers: list[str]
     clients: list[socket.socket] = field(default_factory=list)
@@ -200,7 +208,7 @@ class Chain:
     def open_sessions(self, total: int) -> None:
         """Open client connections until `total` are open, waiting until the current worker holds its own."""
         while len(self.clients) < total:
-            self.clients.append(socket.create_connection(("127.0.0.1", self.listen_port), timeout=5))
+            self.clients.append(socket.create_connection((self.listen_host, self.listen_port), timeout=5))
         current = total - self.on_old_workers
         wait_until(lambda: self.haproxy.frontend_scur() == current, f"{current} frontend sessions")
 
@@ -217,6 +225,7 @@ class Chain:
 
 def render_config(
     socket_path: str,
+    listen_host: str,
     listen_port: int,
     server_ports: list[int],
     *,
@@ -247,7 +256,7 @@ defaults
 
 {filler}
 listen {PROXY}
-    bind 127.0.0.1:{listen_port}
+    bind {listen_host}:{listen_port}
     mode tcp
     maxconn {listen_maxconn}
 {server_lines}"""
