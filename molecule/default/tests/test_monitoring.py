@@ -243,7 +243,7 @@ def test_nagios_counts_the_sessions_left_on_an_old_worker(
         wait_for_sessions(proxy, 5)
         status = forced_check(host, "proxy01", SESSIONS)
         assert f"{PROXY} 5/{limit} " in status["plugin_output"], status["plugin_output"]
-        assert ", 1 old worker(s) " in status["plugin_output"]
+        assert status["plugin_output"].endswith(", 1 old worker(s)"), status["plugin_output"]
     finally:
         app.run("systemctl stop %s", unit)
     # Once its last session ends the old worker exits.
