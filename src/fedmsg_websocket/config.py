@@ -34,7 +34,8 @@ class Config(SocketSettings):
 
     endpoints: tuple[str, ...]
     bind: str = "*:9919"
-    metrics: str = "127.0.0.1:9943"
+    # Beside its 9919, clear of the gateway's ports (9940-9944 in the inventories, metrics on 9941).
+    metrics: str = "127.0.0.1:9929"
     # "": no state on disk yet (the catch-up window will live here).
     state_dir: str = ""
     # Bytes waiting to be written to one client before it is closed as too slow. 16 MiB holds a burst of

@@ -85,7 +85,7 @@ def test_check_config_accepts_a_full_file(tmp_path: Path) -> None:
         f"""
 endpoints = ["tcp://app01.example.org:3000", "ipc:///run/bus"]
 bind = "*:9919"
-metrics = "127.0.0.1:9943"
+metrics = "127.0.0.1:9929"
 state_dir = "{tmp_path}"
 max_queue_bytes = 1048576
 max_frame_bytes = 1024
@@ -108,7 +108,7 @@ BAD_SETTINGS = [
     ("", ["--endpoint", "http://x:1"], "endpoints"),
     ("", ["--bind", "nohost"], "bind"),
     ("", ["--bind", "127.0.0.1:70000"], "bind"),
-    ("", ["--metrics", "9943"], "metrics"),
+    ("", ["--metrics", "9929"], "metrics"),
     ("", ["--state-dir", "/nonexistent/dir"], "state_dir"),
     ("bind = 9919\n", [], "bind"),
     ("max_queue_bytes = 100\n", [], "max_queue_bytes"),

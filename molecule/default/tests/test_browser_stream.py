@@ -36,7 +36,7 @@ def slow_closes() -> int:
     gateway = testinfra.get_host("podman://busgateway01")
     page = gateway.check_output(
         "python3 -c %s",
-        "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9943/metrics').read().decode())",
+        "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9929/metrics').read().decode())",
     )
     match = SLOW_CLOSES.search(page)
     assert match, "fedmsg-websocket exports no slow_client_closes_total"
