@@ -5,6 +5,8 @@ WatchdogSec, never fire it while the relay is busy, and replace a daemon that st
 must end cleanly (Result=success, well inside TimeoutStopSec) even while messages flow.
 """
 
+import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -19,8 +21,15 @@ SERVICE = "fedmsg-gateway"
 LOAD = "fedmsg-chain-probe check --publish tcp://*:3001 --subscribe tcp://proxy01:9940 --count 20000"
 
 
-def show(host: Host, prop: str) -> str:
-    return host.check_output("systemctl show --property %s --value %s", prop, SERVICE)
+CONFIG = "/etc/fedmsg-gateway/gateway.toml"
+# Holds a TCP port on every address until stopped.
+SQUAT = (
+    "import socket, sys, time\ns = socket.create_server(('0.0.0.0', int(sys.argv[1])))\ntime.sleep(3600)\n"
+)
+
+
+def show(host: Host, prop: str, service: str = SERVICE) -> str:
+    return host.check_output("systemctl show --property %s --value %s", prop, service)
 
 
 def seconds(value: str) -> float:
@@ -94,3 +103,52 @@ def test_a_frozen_daemon_is_replaced_by_the_watchdog(host: Host) -> None:
     assert main_pid(host, SERVICE) != pid
     journal = host.check_output("journalctl --quiet -u %s --since @%s", SERVICE, str(since))
     assert "Watchdog timeout" in journal, journal[-2000:]
+
+
+STATUS_TEXT = {
+    "fedmsg-gateway": re.compile(r"\d+ subscribers, last bus message \d+ s ago"),
+    "fedmsg-websocket": re.compile(r"\d+ clients, last bus message \d+ s ago"),
+}
+
+
+@pytest.mark.parametrize("service", sorted(STATUS_TEXT))
+def test_status_text_says_who_is_connected_and_how_fresh_the_bus_is(host: Host, service: str) -> None:
+    # The demo publisher sends every 0.5 s; STATUS= is refreshed every 5 s (and a second after a start).
+    deadline = time.monotonic() + 15
+    while not STATUS_TEXT[service].fullmatch(text := show(host, "StatusText", service)):
+        assert time.monotonic() < deadline, f"{service}'s StatusText: {text!r}"
+        time.sleep(0.5)
+
+
+def test_a_relay_failure_is_in_the_journal_at_priority_err(host: Host) -> None:
+    """journalctl -p err -u fedmsg-gateway shows the failure, and only failures: the start's INFO lines
+    reach the journal with their own priority."""
+    bind = host.check_output(
+        "python3 -c %s %s",
+        "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb'))['binds'][0])",
+        CONFIG,
+    )
+    port = bind.rsplit(":", 1)[1]
+    cursor = host.check_output("journalctl --quiet -u %s -n 0 --show-cursor", SERVICE).split("cursor: ")[-1]
+    host.check_output("systemctl stop %s", SERVICE)
+    # Something else holds the public port: the relay cannot bind it and the daemon exits 1.
+    host.check_output(
+        "systemd-run --quiet --collect --unit fedmsg-test-squatter python3 -c %s %s", SQUAT, port
+    )
+    try:
+        host.run("systemctl start %s", SERVICE)
+        errors = host.check_output(
+            "journalctl --quiet -u %s --after-cursor %s -p err -o json", SERVICE, cursor
+        )
+        everything = host.check_output("journalctl --quiet -u %s --after-cursor %s -o json", SERVICE, cursor)
+    finally:
+        host.run("systemctl stop %s", SERVICE)  # no more automatic restarts against the squatter
+        host.run("systemctl stop fedmsg-test-squatter")
+    # -p err: the daemon's failure (beside systemd's own "Failed to start"), the prefix gone into PRIORITY.
+    failures = [json.loads(line)["MESSAGE"] for line in errors.splitlines()]
+    assert f"cannot bind {bind}: Address already in use" in failures, failures
+    assert not [message for message in failures if message.startswith("connecting to")], failures
+    # The same start's INFO lines are in the journal, at their own priority.
+    started = [json.loads(line) for line in everything.splitlines()]
+    info = {entry["PRIORITY"] for entry in started if entry["MESSAGE"].startswith("connecting to tcp://")}
+    assert info == {"6"}, started
