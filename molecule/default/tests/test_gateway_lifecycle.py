@@ -28,6 +28,16 @@ SQUAT = (
 )
 
 
+PORT_TAKEN = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=2).close()\n"
+    "    print('taken')\n"
+    "except OSError:\n"
+    "    print('free')\n"
+)
+
+
 def show(host: Host, prop: str, service: str = SERVICE) -> str:
     return host.check_output("systemctl show --property %s --value %s", prop, service)
 
@@ -136,13 +146,19 @@ def test_a_relay_failure_is_in_the_journal_at_priority_err(host: Host) -> None:
         "systemd-run --quiet --collect --unit fedmsg-test-squatter python3 -c %s %s", SQUAT, port
     )
     try:
+        deadline = time.monotonic() + 10
+        while host.run("python3 -c %s %s", PORT_TAKEN, port).stdout.strip() != "taken":
+            assert time.monotonic() < deadline, f"nothing listens on :{port}"
+            time.sleep(0.2)
         host.run("systemctl start %s", SERVICE)
         errors = host.check_output(
             "journalctl --quiet -u %s --after-cursor %s -p err -o json", SERVICE, cursor
         )
         everything = host.check_output("journalctl --quiet -u %s --after-cursor %s -o json", SERVICE, cursor)
     finally:
-        host.run("systemctl stop %s", SERVICE)  # no more automatic restarts against the squatter
+        # No more automatic restarts against the squatter, and no start limit left for the next start.
+        host.run("systemctl stop %s", SERVICE)
+        host.run("systemctl reset-failed %s", SERVICE)
         host.run("systemctl stop fedmsg-test-squatter")
     # -p err: the daemon's failure (beside systemd's own "Failed to start"), the prefix gone into PRIORITY.
     failures = [json.loads(line)["MESSAGE"] for line in errors.splitlines()]
