@@ -38,6 +38,12 @@ PORT_TAKEN = (
 )
 
 
+def journal(host: Host, cursor: str, *options: str) -> list[dict[str, str]]:
+    """The service's journal entries after `cursor`, as JSON objects."""
+    command = "journalctl --quiet -u %s --after-cursor %s -o json" + " %s" * len(options)
+    return [json.loads(line) for line in host.check_output(command, SERVICE, cursor, *options).splitlines()]
+
+
 def show(host: Host, prop: str, service: str = SERVICE) -> str:
     return host.check_output("systemctl show --property %s --value %s", prop, service)
 
@@ -139,6 +145,7 @@ def test_a_relay_failure_is_in_the_journal_at_priority_err(host: Host) -> None:
         CONFIG,
     )
     port = bind.rsplit(":", 1)[1]
+    expected = f"cannot bind {bind}: Address already in use"
     cursor = host.check_output("journalctl --quiet -u %s -n 0 --show-cursor", SERVICE).split("cursor: ")[-1]
     host.check_output("systemctl stop %s", SERVICE)
     # Something else holds the public port: the relay cannot bind it and the daemon exits 1.
@@ -151,20 +158,24 @@ def test_a_relay_failure_is_in_the_journal_at_priority_err(host: Host) -> None:
             assert time.monotonic() < deadline, f"nothing listens on :{port}"
             time.sleep(0.2)
         host.run("systemctl start %s", SERVICE)
-        errors = host.check_output(
-            "journalctl --quiet -u %s --after-cursor %s -p err -o json", SERVICE, cursor
-        )
-        everything = host.check_output("journalctl --quiet -u %s --after-cursor %s -o json", SERVICE, cursor)
+        # systemd reports the failed start at once; journald may store the daemon's own stderr lines a
+        # moment later: wait for them (bounded), then judge.
+        deadline = time.monotonic() + 10
+        everything = journal(host, cursor)
+        while expected not in [entry["MESSAGE"] for entry in everything] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            everything = journal(host, cursor)
+        errors = journal(host, cursor, "-p", "err")
     finally:
         # No more automatic restarts against the squatter, and no start limit left for the next start.
         host.run("systemctl stop %s", SERVICE)
         host.run("systemctl reset-failed %s", SERVICE)
         host.run("systemctl stop fedmsg-test-squatter")
-    # -p err: the daemon's failure (beside systemd's own "Failed to start"), the prefix gone into PRIORITY.
-    failures = [json.loads(line)["MESSAGE"] for line in errors.splitlines()]
-    assert f"cannot bind {bind}: Address already in use" in failures, failures
-    assert not [message for message in failures if message.startswith("connecting to")], failures
+    mine = [entry for entry in everything if entry["MESSAGE"] == expected]
+    assert mine, f"the daemon's error is not in its journal: {everything}"
+    # -p err: the daemon's failure (beside systemd's own "Failed to start"), its <3> prefix become PRIORITY.
+    assert expected in [entry["MESSAGE"] for entry in errors], f"not at priority err: {mine}"
+    assert not [entry for entry in errors if entry["MESSAGE"].startswith("connecting to")], errors
     # The same start's INFO lines are in the journal, at their own priority.
-    started = [json.loads(line) for line in everything.splitlines()]
-    info = {entry["PRIORITY"] for entry in started if entry["MESSAGE"].startswith("connecting to tcp://")}
-    assert info == {"6"}, started
+    info = {entry["PRIORITY"] for entry in everything if entry["MESSAGE"].startswith("connecting to tcp://")}
+    assert info == {"6"}, everything
