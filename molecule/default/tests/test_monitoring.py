@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from kit.bundle import RAW_PROXY, STATS_SOCKET, WEBSOCKET_PROXY
+from kit.bundle import NRPE_PORT, RAW_PROXY, STATS_SOCKET, WEBSOCKET_PROXY
 from kit.hosts import frontend_sessions, haproxy_workers, wait_until_gateways_up
 from kit.probes import Heartbeats
 from kit.scenario import SCENARIO_DIR
@@ -176,7 +176,7 @@ def test_nrpe_answers_the_nagios_server_only(host: Host) -> None:
     # NRPE drops the connection at once instead of waiting for the TLS handshake.
     probe = (
         "import socket\n"
-        "sock = socket.create_connection(('127.0.0.1', 5666), timeout=5)\n"
+        f"sock = socket.create_connection(('127.0.0.1', {NRPE_PORT}), timeout=5)\n"
         "try:\n"
         "    print('dropped' if sock.recv(1) == b'' else 'data')\n"
         "except ConnectionResetError:\n"
