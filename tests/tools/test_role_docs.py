@@ -60,6 +60,13 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def check_fails(root: Path) -> str:
+    """`--check` on ROOT fails (as `./dev lint` would); what it printed."""
+    result = run(root, "--check")
+    assert result.returncode == 1, result.stderr
+    return result.stderr
+
+
 def add_role(root: Path, name: str, spec: str, defaults: str) -> None:
     (root / "roles" / name / "meta").mkdir(parents=True)
     (root / "roles" / name / "defaults").mkdir(parents=True)
@@ -96,9 +103,8 @@ def test_a_changed_description_makes_the_readme_stale_until_docs_runs(repo: Path
     spec = repo / "roles/demo/meta/argument_specs.yml"
     spec.write_text(spec.read_text().replace("Port the demo listens on.", "Port of the demo."))
 
-    result = run(repo, "--check")
-    assert result.returncode == 1
-    assert "README.md: the variables of demo are not as their specs say: run ./dev docs" in result.stderr
+    stderr = check_fails(repo)
+    assert "README.md: the variables of demo are not as their specs say: run ./dev docs" in stderr
     assert "Port the demo listens on." in (repo / "README.md").read_text(), "--check changed the README"
 
     assert run(repo).returncode == 0
@@ -114,45 +120,38 @@ def test_a_hand_edit_inside_the_markers_is_stale(repo: Path) -> None:
 
 def test_a_default_without_a_spec_fails(repo: Path) -> None:
     (repo / "roles/demo/defaults/main.yml").write_text(DEFAULTS + "demo_timeout: 5\n")
-    result = run(repo, "--check")
-    assert result.returncode == 1
-    assert (
-        "roles/demo/defaults/main.yml: demo_timeout has no spec in meta/argument_specs.yml" in result.stderr
-    )
+    stderr = check_fails(repo)
+    assert "roles/demo/defaults/main.yml: demo_timeout has no spec in meta/argument_specs.yml" in stderr
 
 
 def test_a_spec_without_a_description_fails(repo: Path) -> None:
     spec = repo / "roles/demo/meta/argument_specs.yml"
     spec.write_text(spec.read_text().replace("        description: Port the demo listens on.\n", ""))
-    result = run(repo, "--check")
-    assert result.returncode == 1
-    assert "roles/demo/meta/argument_specs.yml: demo_port has no description" in result.stderr
+    stderr = check_fails(repo)
+    assert "roles/demo/meta/argument_specs.yml: demo_port has no description" in stderr
 
 
 def test_a_default_that_differs_from_the_spec_fails(repo: Path) -> None:
     (repo / "roles/demo/defaults/main.yml").write_text(DEFAULTS.replace("8080", "8081"))
-    result = run(repo, "--check")
-    assert result.returncode == 1
+    stderr = check_fails(repo)
     assert (
         "roles/demo: demo_port defaults to 8080 in meta/argument_specs.yml but to 8081 in defaults/main.yml"
-        in result.stderr
+        in stderr
     )
 
 
 def test_a_spec_default_missing_from_defaults_fails(repo: Path) -> None:
     (repo / "roles/demo/defaults/main.yml").write_text(DEFAULTS.replace("demo_port: 8080\n", ""))
-    result = run(repo, "--check")
-    assert result.returncode == 1
-    assert "demo_port has the default 8080 in its spec but none in defaults/main.yml" in result.stderr
+    stderr = check_fails(repo)
+    assert "demo_port has the default 8080 in its spec but none in defaults/main.yml" in stderr
 
 
 def test_a_comment_explaining_a_default_fails(repo: Path) -> None:
     (repo / "roles/demo/defaults/main.yml").write_text(
         DEFAULTS.replace("demo_peers", "# the peers\ndemo_peers")
     )
-    result = run(repo, "--check")
-    assert result.returncode == 1
-    assert "roles/demo/defaults/main.yml:4: a comment among the values" in result.stderr
+    stderr = check_fails(repo)
+    assert "roles/demo/defaults/main.yml:4: a comment among the values" in stderr
 
 
 def test_a_new_role_gets_its_section_in_the_roles_chapter(repo: Path) -> None:
@@ -162,9 +161,8 @@ def test_a_new_role_gets_its_section_in_the_roles_chapter(repo: Path) -> None:
         SPEC.replace("demo_", "extra_").replace("A demo role", "An extra role"),
         DEFAULTS.replace("demo_", "extra_"),
     )
-    result = run(repo, "--check")
-    assert result.returncode == 1
-    assert "the variables of extra are not as their specs say: run ./dev docs" in result.stderr
+    stderr = check_fails(repo)
+    assert "the variables of extra are not as their specs say: run ./dev docs" in stderr
 
     assert run(repo).returncode == 0
     readme = (repo / "README.md").read_text()
