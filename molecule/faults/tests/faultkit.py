@@ -1,8 +1,9 @@
 """Host-side clients of the containerised chain for the fault and abuse tests, and what they measured.
 
 Subscribers run on the test host and connect to proxy01:9940 over the podman network, like public
-clients. The numbered publisher on app01 (molecule/shared/files/fedmsg-seq-publisher) stamps every message with its
-start time, a sequence number and CLOCK_MONOTONIC, which the containers share with the host.
+clients. The numbered publisher on app01 (molecule/shared/files/fedmsg-seq-publisher) stamps every
+message with its start time, a sequence number and CLOCK_MONOTONIC, which the containers share with
+the host.
 A module of its own (not conftest) so that its name collides with no other test directory's.
 """
 
