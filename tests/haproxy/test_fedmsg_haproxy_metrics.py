@@ -1,5 +1,5 @@
-"""files/nagios/fedmsg_haproxy_metrics, the sessions exporter for Prometheus, against a real haproxy in
-master-worker mode: it counts what the Nagios sessions check counts, on every worker."""
+"""roles/nagios_nrpe/files/fedmsg_haproxy_metrics, the sessions exporter for Prometheus, against a real
+haproxy in master-worker mode: it counts what the Nagios sessions check counts, on every worker."""
 
 from __future__ import annotations
 

@@ -13,16 +13,25 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from conftest import SCENARIO_DIR, wait_until_gateways_up
+from kit.bundle import RAW_PROXY, role_default
+from kit.hosts import wait_until_gateways_up
+from kit.scenario import SCENARIO_DIR
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://noc01"]
 
 API = "http://127.0.0.1:9090/api/v1/"
-# The scrape jobs the prometheus role generates for each inventory group's hosts, and their ports.
+# The scrape jobs the prometheus role generates for each inventory group's hosts, on the ports of its
+# defaults (the scenario's targets serve there).
 JOBS = {
-    "proxies": {"haproxy": 8404, "fedmsg_haproxy_sessions": 9101},
-    "busgateway": {"fedmsg_gateway": 9941, "fedmsg_websocket": 9929},
+    "proxies": {
+        "haproxy": role_default("prometheus", "prometheus_haproxy_port"),
+        "fedmsg_haproxy_sessions": role_default("prometheus", "prometheus_haproxy_sessions_port"),
+    },
+    "busgateway": {
+        "fedmsg_gateway": role_default("prometheus", "prometheus_gateway_metrics_port"),
+        "fedmsg_websocket": role_default("prometheus", "prometheus_websocket_metrics_port"),
+    },
 }
 GET = (
     "import sys, urllib.request\n"
@@ -92,7 +101,7 @@ def test_a_stopped_gateway_fires_the_gateway_down_alert(host: Host) -> None:
     try:
         # haproxy marks its servers DOWN after 3 failed checks, Prometheus scrapes that, the rule holds 2 s.
         alerts = eventually(
-            "FedmsgGatewayDown firing", lambda: firing(host, "FedmsgGatewayDown", proxy="fedmsg-raw-zmq")
+            "FedmsgGatewayDown firing", lambda: firing(host, "FedmsgGatewayDown", proxy=RAW_PROXY)
         )
         fired_after = time.monotonic() - started
         assert {alert["labels"]["server"].split(":")[0] for alert in alerts} == {"busgateway01"}
