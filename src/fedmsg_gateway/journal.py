@@ -1,7 +1,7 @@
 """Logging to stderr, with the journal's priorities when stderr is the journal.
 
 systemd reads a `<N>` prefix on every line a service writes to its journal stream as that line's
-syslog priority (SyslogLevelPrefix=, on by default), so `journalctl -p err` finds the errors. It tells a
+syslog priority (SyslogLevelPrefix=, on by default): journald stores it as the entry's PRIORITY. It tells a
 service its stderr is that stream with $JOURNAL_STREAM ("DEVICE:INODE" of the stream): only then are
 the prefixes written. Anywhere else (a terminal, a test, a pipe) the lines read `LEVEL message`.
 """

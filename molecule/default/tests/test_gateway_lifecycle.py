@@ -38,10 +38,10 @@ PORT_TAKEN = (
 )
 
 
-def journal(host: Host, cursor: str, *options: str) -> list[dict[str, str]]:
-    """The service's journal entries after `cursor`, as JSON objects."""
-    command = "journalctl --quiet -u %s --after-cursor %s -o json" + " %s" * len(options)
-    return [json.loads(line) for line in host.check_output(command, SERVICE, cursor, *options).splitlines()]
+def journal(host: Host, cursor: str) -> list[dict[str, str]]:
+    """The service's journal entries after `cursor`, as JSON objects (PRIORITY among their fields)."""
+    output = host.check_output("journalctl --quiet -u %s --after-cursor %s -o json", SERVICE, cursor)
+    return [json.loads(line) for line in output.splitlines()]
 
 
 def show(host: Host, prop: str, service: str = SERVICE) -> str:
@@ -137,8 +137,10 @@ def test_status_text_says_who_is_connected_and_how_fresh_the_bus_is(host: Host, 
 
 
 def test_a_relay_failure_is_in_the_journal_at_priority_err(host: Host) -> None:
-    """journalctl -p err -u fedmsg-gateway shows the failure, and only failures: the start's INFO lines
-    reach the journal with their own priority."""
+    """The daemon's failure is stored at priority err, its INFO lines at info: the journal's own PRIORITY
+    field, parsed from the daemon's <N> prefixes. (`journalctl -u fedmsg-gateway -p err` on Debian 12's
+    systemd 252 listed only systemd's "Failed to start" here, not the daemon's line stored with
+    PRIORITY=3: not explained yet, so not asserted.)"""
     bind = host.check_output(
         "python3 -c %s %s",
         "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb'))['binds'][0])",
@@ -165,17 +167,15 @@ def test_a_relay_failure_is_in_the_journal_at_priority_err(host: Host) -> None:
         while expected not in [entry["MESSAGE"] for entry in everything] and time.monotonic() < deadline:
             time.sleep(0.5)
             everything = journal(host, cursor)
-        errors = journal(host, cursor, "-p", "err")
     finally:
         # No more automatic restarts against the squatter, and no start limit left for the next start.
         host.run("systemctl stop %s", SERVICE)
         host.run("systemctl reset-failed %s", SERVICE)
         host.run("systemctl stop fedmsg-test-squatter")
+    # journald took the <3> prefix as the line's priority (err) and stripped it from the message.
     mine = [entry for entry in everything if entry["MESSAGE"] == expected]
     assert mine, f"the daemon's error is not in its journal: {everything}"
-    # -p err: the daemon's failure (beside systemd's own "Failed to start"), its <3> prefix become PRIORITY.
-    assert expected in [entry["MESSAGE"] for entry in errors], f"not at priority err: {mine}"
-    assert not [entry for entry in errors if entry["MESSAGE"].startswith("connecting to")], errors
+    assert {entry["PRIORITY"] for entry in mine} == {"3"}, mine
     # The same start's INFO lines are in the journal, at their own priority.
     info = {entry["PRIORITY"] for entry in everything if entry["MESSAGE"].startswith("connecting to tcp://")}
     assert info == {"6"}, everything
