@@ -226,6 +226,8 @@ class Writer:
             else:
                 log.error("window: cannot open %s: %s; serving live only", self.path, exc)
             return
+        # What it holds is written: a resume up to its newest cursor need not wait for anything.
+        self.settled = max(self.settled, self.store.newest)
         log.info("window: %s holds %d messages (%d bytes)", self.path, self.store.rows, self.store.bytes)
 
     def _failed(self, store: Store, exc: sqlite3.Error) -> None:
