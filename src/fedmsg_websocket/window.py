@@ -48,6 +48,7 @@ FILENAME = "window.sqlite3"
 SCHEMA_VERSION = 1
 #: Rows deleted at most per write when pruning, so that a write never waits for a big delete.
 PRUNE_STEP = 2000
+PAGE_SIZE = 16384
 #: How long a connection waits for another's lock (the writer for a reader's checkpoint, a back-fill).
 BUSY_TIMEOUT_MS = 5000
 
@@ -144,6 +145,10 @@ class Store:
 
     def _create(self) -> None:
         conn = self.conn
+        # Only a new, empty file takes it (before WAL mode): 16 KiB pages hold five 3 KB bodies, where 4 KiB
+        # pages hold one and waste a quarter (bench/window.py: 3305 against 4133 bytes on disk per 3 KB
+        # message, and 1.7x the write rate).
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
