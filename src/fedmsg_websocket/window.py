@@ -20,8 +20,8 @@ File `STATE_DIR/window.sqlite3` (plus SQLite's `-wal` and `-shm`), `PRAGMA user_
                                       write; "peer NAME": a range back-filled from a peer
     meta                         key/value: `bytes` (the payload bytes held, topic + body)
 
-A run's coverage row starts when the store opens and its `end` moves with every write (and every few
-seconds while the bus is quiet). A write that fails or is dropped ends the row; the next good write starts a
+A run's coverage row starts when the store opens and its `end` moves to the last message of every write
+(and on every few seconds while the bus is quiet). A write that fails or is dropped ends the row; the next good write starts a
 new one. So the complement of `coverage` within the window (`gaps()`) is what this host did not see: down,
 restarting, or losing writes.
 
@@ -189,7 +189,9 @@ class Store:
                 _INSERT,
                 [(m.cursor, m.received, m.timestamp, m.msg_id, m.topic, m.body) for m in batch],
             )
-            conn.execute('UPDATE coverage SET "end" = ? WHERE id = ?', (now, self._run))
+            # Covered up to the last message written (not up to now: what came since may yet be lost).
+            covered = batch[-1].received if batch else now
+            conn.execute('UPDATE coverage SET "end" = ? WHERE id = ?', (covered, self._run))
             deleted_rows, deleted_bytes = self._prune(now, self.bytes + added)
             total = self.bytes + added - deleted_bytes
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('bytes', ?)", (total,))
@@ -231,7 +233,8 @@ class Store:
         return deleted_rows, deleted_bytes
 
     def touch(self, now: float) -> None:
-        """The bus is quiet but this daemon is listening: the run's coverage reaches `now`."""
+        """The bus was quiet but this daemon was listening until `now` (when the loop queued this, after
+        every message before it): the run's coverage reaches it."""
         if self._run is None:
             self._start_run(now)
         else:
