@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 
 import pytest
-from faultkit import PROXY, Watch, container_ip, group_vars, haproxy_stats_rows, wait_until
+from faultkit import PROXY, ServerStates, Watch, container_ip, group_vars, haproxy_stats_rows, wait_until
 from testinfra.host import Host
 
 GATEWAYS = ["busgateway01", "busgateway02"]
@@ -37,3 +37,11 @@ def watch(healthy: None, public_url: str) -> Iterator[Watch]:
     watch.wait_receiving()
     yield watch
     watch.close()
+
+
+@pytest.fixture
+def states(healthy: None) -> Iterator[ServerStates]:
+    """haproxy's server states every 50 ms (when checks failed, when DOWN or UP came)."""
+    states = ServerStates()
+    yield states
+    states.close()
