@@ -29,6 +29,7 @@ thread keep the greeting fast, does the fan-out rate change?).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -104,7 +105,8 @@ def agent(port: int, health_port: int) -> None:
                         state = "up" if page.status == 200 else "down"
                 except OSError:
                     state = "down"
-                conn.sendall(f"{state}\n".encode())
+                with contextlib.suppress(OSError):  # haproxy gave up on this check already
+                    conn.sendall(f"{state}\n".encode())
 
 
 class Round:

@@ -47,7 +47,8 @@ class Config(SocketSettings):
     # haproxy's health check: GET /healthz, served by a Python thread, outside libzmq's I/O thread
     # (which greets late when it is busy fanning out). "": off.
     health: str = ""
-    # libzmq I/O threads (ZMQ_IO_THREADS): they accept, greet and write to the subscribers' sockets.
+    # libzmq I/O threads (ZMQ_IO_THREADS): they accept, greet and write to the subscribers' sockets. A
+    # second one on 2 shared cores kept the greeting slow and the fan-out within noise (bench/failover.py).
     io_threads: int = 1
 
 
