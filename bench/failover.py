@@ -8,7 +8,8 @@ and, in the same run, more haproxy processes with no clients, each health-checki
 another way (the role's configuration with only its check lines changed):
 
   healthz          the role's check: GET /healthz on the daemon's health port (a Python thread, outside
-                   libzmq's I/O thread), inter 1s, fastinter 500ms, fall 2, rise 2, timeout check 1s
+                   libzmq's I/O thread), with the role's timings (inter 1s, fastinter 250ms, fall 3, rise 2,
+                   timeout check 1s; the recorded run had fastinter 500ms, fall 2)
   greeting-short   the ZMTP greeting on the public port (libzmq's I/O thread) with the same short timings
   greeting-before  the ZMTP greeting with the timings the role had before: inter 2s, fall 3, timeout check 5s
   agent            greeting-before plus haproxy's agent-check (every 1 s) against an agent that answers
