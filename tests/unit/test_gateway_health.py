@@ -76,7 +76,6 @@ def test_frozen_daemon_does_not_answer(start_gateway: StartGateway) -> None:
             _get(port, timeout=1)
     finally:
         os.kill(gateway.process.pid, signal.SIGCONT)
-    assert _get(port)[0] == 200
 
 
 @pytest.mark.parametrize(
