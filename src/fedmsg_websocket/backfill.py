@@ -1,0 +1,291 @@
+"""Back-fill: on start, fetch the time this gateway's window misses from its peers' /raw.
+
+Each gateway keeps its own window and holds only the time it was running. A gateway that was stopped
+(or is new) asks every peer which time it holds (`GET /window`), fetches the part of each gap that peer
+can fill through the peer's own datagrepper-compatible `GET /raw` (in CHUNK_S slices, every page, oldest
+first), and adds what it does not have yet: the store deduplicates by msg_id. Time that no peer held, or
+that no peer answered for, stays a gap: it is logged and exported (`unfilled_seconds`). No peers: the
+gateway answers with what it has.
+
+It runs in its own thread, after the daemon is ready: live messages go on meanwhile.
+
+Gaps are in the time the window received messages; /raw selects by the bodies' own `timestamp` (whole
+seconds in fedmsg): every request is widened by MARGIN_S on both sides, and duplicates are dropped.
+A body is stored as the exact JSON text the peer served, cut out of its answer; a body that cannot be
+cut out verbatim is re-serialised from the parsed JSON (signatures still validate: fedmsg signs a
+canonical serialisation, not the wire bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+#: A time range [start, end] in Unix seconds.
+Span = tuple[float, float]
+
+#: Seconds of window fetched per run of /raw pages: short enough that each page query stays cheap
+#: (datagrepper's paging is an OFFSET) and within the range a peer's /raw accepts.
+CHUNK_S = 600.0
+#: /raw compares the bodies' timestamps (whole seconds, the publisher's clock) with start/end; the
+#: window's gaps are in the receiver's clock: each request reaches this far beyond its gap.
+MARGIN_S = 5.0
+ROWS_PER_PAGE = 100
+TIMEOUT_S = 10.0
+#: Gaps shorter than this are not worth a request (a restart's own second is one).
+MIN_GAP_S = 0.5
+
+
+class Window(Protocol):
+    """What back-fill needs of the daemon's store."""
+
+    def held(self) -> list[Span]:
+        """The time ranges the window holds, sorted, not overlapping."""
+
+    def add_backfilled(self, topic: str, body: str, timestamp: float) -> bool:
+        """Add one message fetched from a peer; False when its msg_id is already held."""
+
+    def mark_held(self, span: Span) -> None:
+        """Record that the window now holds SPAN (a peer's part of it was fetched)."""
+
+
+# -- span arithmetic (sorted lists of non-overlapping [start, end]) ----------------------------------
+
+
+def merge(spans: Sequence[Span]) -> list[Span]:
+    """The union of SPANS, sorted, touching spans joined."""
+    merged: list[Span] = []
+    for start, end in sorted(spans):
+        if end <= start:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def subtract(spans: Sequence[Span], remove: Sequence[Span]) -> list[Span]:
+    """SPANS minus REMOVE."""
+    result: list[Span] = []
+    cuts = merge(remove)
+    for start, end in merge(spans):
+        position = start
+        for cut_start, cut_end in cuts:
+            if cut_end <= position or cut_start >= end:
+                continue
+            if cut_start > position:
+                result.append((position, cut_start))
+            position = max(position, cut_end)
+        if position < end:
+            result.append((position, end))
+    return result
+
+
+def intersect(spans: Sequence[Span], other: Sequence[Span]) -> list[Span]:
+    return subtract(spans, subtract(spans, other))
+
+
+def total(spans: Sequence[Span]) -> float:
+    return sum(end - start for start, end in merge(spans))
+
+
+def chunks(span: Span, size: float = CHUNK_S) -> Iterator[Span]:
+    start, end = span
+    while start < end:
+        yield start, min(start + size, end)
+        start += size
+
+
+# -- a peer, over HTTP ---------------------------------------------------------------------------------
+
+
+class PeerError(Exception):
+    """A peer did not answer, or not as a fedmsg-websocket does; str() is the reason."""
+
+
+def _get_json(url: str) -> tuple[dict, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:  # noqa: S310 (http(s) only: validated)
+            text = response.read().decode()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PeerError(f"{url}: {exc}") from exc
+    try:
+        answer = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PeerError(f"{url}: not JSON ({exc})") from exc
+    if not isinstance(answer, dict):
+        raise PeerError(f"{url}: not a JSON object")
+    return answer, text
+
+
+def peer_held(peer: str) -> list[Span]:
+    """The time ranges PEER's window holds (its GET /window)."""
+    answer, _ = _get_json(f"{peer.rstrip('/')}/window")
+    try:
+        return merge([(float(start), float(end)) for start, end in answer["held"]])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PeerError(f"{peer}/window: no list of [start, end] under 'held'") from exc
+
+
+def verbatim_messages(text: str, parsed: list) -> list[str]:
+    """The JSON text of every element of the answer's raw_messages, as the peer sent it.
+
+    Found by decoding from the array's opening bracket element by element; an element whose text does
+    not decode to what the full parse gave (or an answer laid out otherwise) is re-serialised instead.
+    """
+    decoder = json.JSONDecoder()
+    texts: list[str] = []
+    key = text.find('"raw_messages"')
+    position = text.find("[", key) + 1 if key >= 0 else -1
+    for element in parsed:
+        found = None
+        if position > 0:
+            while position < len(text) and text[position] in " \t\r\n,":
+                position += 1
+            try:
+                value, end = decoder.raw_decode(text, position)
+            except json.JSONDecodeError:
+                position = -1
+            else:
+                if value == element:
+                    found = text[position:end]
+                position = end if found is not None else -1
+        texts.append(found if found is not None else json.dumps(element))
+    return texts
+
+
+def raw_pages(peer: str, span: Span) -> Iterator[list[tuple[str, str, float]]]:
+    """Every page of PEER's /raw for SPAN (widened by MARGIN_S), oldest first: (topic, body, timestamp)."""
+    page, pages = 1, 1
+    while page <= pages:
+        query = {
+            "start": math.floor(span[0] - MARGIN_S),
+            "end": math.ceil(span[1] + MARGIN_S),
+            "order": "asc",
+            "rows_per_page": ROWS_PER_PAGE,
+            "page": page,
+        }
+        url = f"{peer.rstrip('/')}/raw?{urllib.parse.urlencode(query)}"
+        answer, text = _get_json(url)
+        messages = answer.get("raw_messages")
+        if not isinstance(messages, list) or not isinstance(answer.get("pages"), int):
+            raise PeerError(f"{url}: no raw_messages and pages")
+        pages = answer["pages"]
+        rows = []
+        for body, body_text in zip(messages, verbatim_messages(text, messages), strict=True):
+            if isinstance(body, dict) and isinstance(body.get("topic"), str):
+                stamp = body.get("timestamp")
+                rows.append(
+                    (body["topic"], body_text, float(stamp) if isinstance(stamp, int | float) else 0.0)
+                )
+        yield rows
+        page += 1
+
+
+# -- the back-fill run ---------------------------------------------------------------------------------
+
+
+class Backfill:
+    """Fills the window's gaps from PEERS once, in a thread; counters for the metrics."""
+
+    def __init__(
+        self,
+        window: Window,
+        peers: Sequence[str],
+        max_age: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._window = window
+        self._peers = list(peers)
+        self._max_age = max_age
+        self._clock = clock
+        self._thread = threading.Thread(target=self.run, name="backfill", daemon=True)
+        #: Seconds of the window no peer could fill, at the end of the last run (metric).
+        self.unfilled_seconds = 0.0
+        #: Messages added from peers (metric), and whether the run has ended.
+        self.added = 0
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def gaps(self) -> list[Span]:
+        """The part of the window's age the store does not hold, up to now."""
+        now = self._clock()
+        return [
+            gap
+            for gap in subtract([(now - self._max_age, now)], self._window.held())
+            if gap[1] - gap[0] >= MIN_GAP_S
+        ]
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception:  # never the live stream's problem
+            log.exception("back-fill failed")
+        finally:
+            self.done.set()
+
+    def _run(self) -> None:
+        gaps = self.gaps()
+        if not gaps:
+            return
+        if not self._peers:
+            self.unfilled_seconds = total(gaps)
+            log.warning(
+                "window misses %.0f s and no peers are configured: answering with what it has",
+                self.unfilled_seconds,
+            )
+            return
+        missing = gaps
+        for peer in self._peers:
+            if not missing:
+                break
+            missing = self._fill_from(peer, missing)
+        self.unfilled_seconds = total(missing)
+        for start, end in missing:
+            log.warning(
+                "window gap %s to %s (%.0f s) could not be filled from any peer",
+                _iso(start),
+                _iso(end),
+                end - start,
+            )
+        log.info(
+            "back-fill: %d message(s) added from peers, %.0f s unfilled", self.added, self.unfilled_seconds
+        )
+
+    def _fill_from(self, peer: str, missing: list[Span]) -> list[Span]:
+        """Fetch what PEER holds of MISSING; return what is still missing."""
+        try:
+            fillable = intersect(missing, peer_held(peer))
+        except PeerError as exc:
+            log.warning("back-fill: peer %s: %s", peer, exc)
+            return missing
+        filled: list[Span] = []
+        for span in fillable:
+            for chunk in chunks(span):
+                try:
+                    for rows in raw_pages(peer, chunk):
+                        for topic, body, stamp in rows:
+                            self.added += self._window.add_backfilled(topic, body, stamp)
+                except PeerError as exc:
+                    log.warning("back-fill: peer %s: %s", peer, exc)
+                    return subtract(missing, filled)
+                self._window.mark_held(chunk)
+                filled.append(chunk)
+        return subtract(missing, filled)
+
+
+def _iso(stamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
