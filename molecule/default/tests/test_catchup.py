@@ -52,12 +52,20 @@ def raw(host: Host, query: str) -> tuple[int, str]:
     return answer["status"], answer["body"]
 
 
-def raw_topic(host: Host, topic: str, rows: int = 100) -> list[dict]:
-    """Every message on TOPIC in the window, oldest first (one page: the tests publish fewer than ROWS)."""
-    query = f"topic={topic}&start={int(time.time()) - 3600}&end={int(time.time()) + 60}"
-    status, body = raw(host, f"{query}&order=asc&rows_per_page={rows}")
-    assert status == 200, body
-    return json.loads(body)["raw_messages"]
+def raw_topic(host: Host, topic: str) -> list[dict]:
+    """Every message on TOPIC in the last hour, oldest first, every page of 100."""
+    now = int(time.time())
+    query = f"topic={topic}&start={now - 3600}&end={now + 60}&order=asc&rows_per_page=100"
+    bodies: list[dict] = []
+    page, pages = 1, 1
+    while page <= pages:
+        status, body = raw(host, f"{query}&page={page}")
+        assert status == 200, body
+        answer = json.loads(body)
+        pages = answer["pages"]
+        bodies += answer["raw_messages"]
+        page += 1
+    return bodies
 
 
 def wait_in_window(host: Host, topic: str, count: int, timeout: float = 15) -> list[dict]:
