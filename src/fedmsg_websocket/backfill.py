@@ -1,19 +1,20 @@
 """Back-fill: on start, fetch the time this gateway's window misses from its peers' /raw.
 
-Each gateway keeps its own window and holds only the time it was running. A gateway that was stopped
-(or is new) asks every peer which time it holds (`GET /window`), fetches the part of each gap that peer
-can fill through the peer's own datagrepper-compatible `GET /raw` (in CHUNK_S slices, every page, oldest
-first), and adds what it does not have yet: the store deduplicates by msg_id. Time that no peer held, or
-that no peer answered for, stays a gap: it is logged and exported (`unfilled_seconds`). No peers: the
-gateway answers with what it has.
+Each gateway keeps its own window and holds only the time it was running (the store's coverage,
+window.py). A gateway that was stopped (or is new) asks every peer which time it holds (`GET /window`,
+answered by `Coverage` below), fetches the part of each gap that peer can fill through the peer's own
+datagrepper-compatible `GET /raw` (in CHUNK_S slices, every page, oldest first), and hands each slice to
+the store's writer thread (`Store.backfill`: deduplicated by msg_id, recorded as covered by that peer).
+Time that no peer held, or that no peer answered for, stays a gap: it is logged and exported
+(`unfilled_seconds`). No peers: the gateway answers with what it has.
 
 It runs in its own thread, after the daemon is ready: live messages go on meanwhile.
 
 Gaps are in the time the window received messages; /raw selects by the bodies' own `timestamp` (whole
 seconds in fedmsg): every request is widened by MARGIN_S on both sides, and duplicates are dropped.
-A body is stored as the exact JSON text the peer served, cut out of its answer; a body that cannot be
-cut out verbatim is re-serialised from the parsed JSON (signatures still validate: fedmsg signs a
-canonical serialisation, not the wire bytes).
+A body is stored as the exact JSON text the peer served (its /raw splices stored bytes), cut out of its
+answer; a body that cannot be cut out verbatim is re-serialised from the parsed JSON (signatures still
+validate: fedmsg signs a canonical serialisation, not the wire bytes).
 """
 
 from __future__ import annotations
@@ -47,16 +48,13 @@ MIN_GAP_S = 0.5
 
 
 class Window(Protocol):
-    """What back-fill needs of the daemon's store."""
+    """What back-fill needs of the daemon's window."""
 
-    def held(self) -> list[Span]:
-        """The time ranges the window holds, sorted, not overlapping."""
+    def gaps(self, start: float, end: float) -> list[Span]:
+        """The stretches of start..end the window does not hold, oldest first."""
 
-    def add_backfilled(self, topic: str, body: str, timestamp: float) -> bool:
-        """Add one message fetched from a peer; False when its msg_id is already held."""
-
-    def mark_held(self, span: Span) -> None:
-        """Record that the window now holds SPAN (a peer's part of it was fetched)."""
+    def fill(self, messages: list[tuple[str, bytes]], span: Span, source: str) -> int:
+        """Add messages fetched for SPAN and record SPAN as held (from SOURCE); how many were new."""
 
 
 # -- span arithmetic (sorted lists of non-overlapping [start, end]) ----------------------------------
@@ -165,8 +163,8 @@ def verbatim_messages(text: str, parsed: list) -> list[str]:
     return texts
 
 
-def raw_pages(peer: str, span: Span) -> Iterator[list[tuple[str, str, float]]]:
-    """Every page of PEER's /raw for SPAN (widened by MARGIN_S), oldest first: (topic, body, timestamp)."""
+def raw_pages(peer: str, span: Span) -> Iterator[list[tuple[str, bytes]]]:
+    """Every page of PEER's /raw for SPAN (widened by MARGIN_S), oldest first: (topic, body as served)."""
     page, pages = 1, 1
     while page <= pages:
         query = {
@@ -213,21 +211,19 @@ class Backfill:
         self._thread = threading.Thread(target=self.run, name="backfill", daemon=True)
         #: Seconds of the window no peer could fill, at the end of the last run (metric).
         self.unfilled_seconds = 0.0
-        #: Messages added from peers (metric), and whether the run has ended.
+        #: Messages added from peers (metric); 1 while the run goes on (metric); set when it has ended.
         self.added = 0
+        self.running = 0
         self.done = threading.Event()
 
     def start(self) -> None:
+        self.running = 1
         self._thread.start()
 
     def gaps(self) -> list[Span]:
         """The part of the window's age the store does not hold, up to now."""
         now = self._clock()
-        return [
-            gap
-            for gap in subtract([(now - self._max_age, now)], self._window.held())
-            if gap[1] - gap[0] >= MIN_GAP_S
-        ]
+        return [gap for gap in self._window.gaps(now - self._max_age, now) if gap[1] - gap[0] >= MIN_GAP_S]
 
     def run(self) -> None:
         try:
@@ -235,6 +231,7 @@ class Backfill:
         except Exception:  # never the live stream's problem
             log.exception("back-fill failed")
         finally:
+            self.running = 0
             self.done.set()
 
     def _run(self) -> None:
@@ -276,16 +273,38 @@ class Backfill:
         for span in fillable:
             for chunk in chunks(span):
                 try:
-                    for rows in raw_pages(peer, chunk):
-                        for topic, body, stamp in rows:
-                            self.added += self._window.add_backfilled(topic, body, stamp)
+                    messages = [row for rows in raw_pages(peer, chunk) for row in rows]
                 except PeerError as exc:
                     log.warning("back-fill: peer %s: %s", peer, exc)
                     return subtract(missing, filled)
-                self._window.mark_held(chunk)
+                self.added += self._window.fill(messages, chunk, f"peer {peer}")
                 filled.append(chunk)
         return subtract(missing, filled)
 
 
 def _iso(stamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def metric_samples(backfill: Backfill | None) -> list[tuple[str, str, str, float]]:
+    """(name, type, help, value) for the daemon's metrics (all 0 without a window)."""
+    return [
+        (
+            "window_unfilled_seconds",
+            "gauge",
+            "Seconds of the window this daemon missed that no peer could fill at its last start.",
+            round(backfill.unfilled_seconds, 3) if backfill else 0,
+        ),
+        (
+            "backfilled_messages_total",
+            "counter",
+            "Messages fetched from peers into the window.",
+            backfill.added if backfill else 0,
+        ),
+        (
+            "backfill_running",
+            "gauge",
+            "1 while the start's back-fill from peers runs.",
+            backfill.running if backfill else 0,
+        ),
+    ]
