@@ -43,8 +43,11 @@ CHUNK_S = 600.0
 MARGIN_S = 5.0
 ROWS_PER_PAGE = 100
 TIMEOUT_S = 10.0
-#: Gaps shorter than this are not worth a request (a restart's own second is one).
+#: Gaps shorter than this are not worth a request.
 MIN_GAP_S = 0.5
+#: Seconds back-fill waits after start: longer than the peers' coverage may lag behind their bus
+#: (writer.TOUCH_INTERVAL while it is quiet), so that their coverage reaches this daemon's start.
+SETTLE_S = 6.0
 
 
 class Window(Protocol):
@@ -52,6 +55,9 @@ class Window(Protocol):
 
     def gaps(self, start: float, end: float) -> list[Span]:
         """The stretches of start..end the window does not hold, oldest first."""
+
+    def first_held(self) -> float | None:
+        """When the oldest time the window holds begins (None: it holds none)."""
 
     def fill(self, messages: list[tuple[str, bytes]], span: Span, source: str) -> int:
         """Add messages fetched for SPAN and record SPAN as held (from SOURCE); how many were new."""
@@ -203,11 +209,14 @@ class Backfill:
         peers: Sequence[str],
         max_age: float,
         clock: Callable[[], float] = time.time,
+        settle: float = SETTLE_S,
     ) -> None:
         self._window = window
         self._peers = list(peers)
         self._max_age = max_age
         self._clock = clock
+        self._settle = settle
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self.run, name="backfill", daemon=True)
         #: Seconds of the window no peer could fill, at the end of the last run (metric).
         self.unfilled_seconds = 0.0
@@ -220,14 +229,16 @@ class Backfill:
         self.running = 1
         self._thread.start()
 
-    def gaps(self) -> list[Span]:
-        """The part of the window's age the store does not hold, up to now."""
-        now = self._clock()
-        return [gap for gap in self._window.gaps(now - self._max_age, now) if gap[1] - gap[0] >= MIN_GAP_S]
+    def stop(self) -> None:
+        """Give up at the next slice (the daemon stops); what was filled stays."""
+        self._stopping.set()
 
     def run(self) -> None:
         try:
-            self._run()
+            # The peers' coverage ends at their last write (or quiet-time touch, every few seconds):
+            # let it pass this daemon's own start first, or the end of the gap would look unfilled.
+            if not self._stopping.wait(self._settle):
+                self._run()
         except Exception:  # never the live stream's problem
             log.exception("back-fill failed")
         finally:
@@ -235,21 +246,31 @@ class Backfill:
             self.done.set()
 
     def _run(self) -> None:
-        gaps = self.gaps()
-        if not gaps:
-            return
-        if not self._peers:
-            self.unfilled_seconds = total(gaps)
-            log.warning(
-                "window misses %.0f s and no peers are configured: answering with what it has",
-                self.unfilled_seconds,
-            )
-            return
-        missing = gaps
+        now = self._clock()
+        held: dict[str, list[Span]] = {}
         for peer in self._peers:
-            if not missing:
+            try:
+                held[peer] = peer_held(peer)
+            except PeerError as exc:
+                log.warning("back-fill: peer %s: %s", peer, exc)
+        # Before any gateway (this one or an answering peer) listened, nobody could have the bus: that is
+        # not a gap. What this one missed since is.
+        starts = [spans[0][0] for spans in held.values() if spans]
+        first = self._window.first_held()
+        if first is not None:
+            starts.append(first)
+        if not starts:
+            return
+        since = max(now - self._max_age, min(starts))
+        missing = [gap for gap in self._window.gaps(since, now) if gap[1] - gap[0] >= MIN_GAP_S]
+        if missing and not self._peers:
+            log.warning(
+                "window misses %.0f s and no peers are configured: answering with what it has", total(missing)
+            )
+        for peer, spans in held.items():
+            if not missing or self._stopping.is_set():
                 break
-            missing = self._fill_from(peer, missing)
+            missing = self._fill_from(peer, missing, spans)
         self.unfilled_seconds = total(missing)
         for start, end in missing:
             log.warning(
@@ -259,19 +280,16 @@ class Backfill:
                 end - start,
             )
         log.info(
-            "back-fill: %d message(s) added from peers, %.0f s unfilled", self.added, self.unfilled_seconds
+            "back-fill: %d message(s) added from peers, %.1f s unfilled", self.added, self.unfilled_seconds
         )
 
-    def _fill_from(self, peer: str, missing: list[Span]) -> list[Span]:
-        """Fetch what PEER holds of MISSING; return what is still missing."""
-        try:
-            fillable = intersect(missing, peer_held(peer))
-        except PeerError as exc:
-            log.warning("back-fill: peer %s: %s", peer, exc)
-            return missing
+    def _fill_from(self, peer: str, missing: list[Span], held: list[Span]) -> list[Span]:
+        """Fetch what PEER holds (HELD) of MISSING; return what is still missing."""
         filled: list[Span] = []
-        for span in fillable:
+        for span in intersect(missing, held):
             for chunk in chunks(span):
+                if self._stopping.is_set():
+                    return subtract(missing, filled)
                 try:
                     messages = [row for rows in raw_pages(peer, chunk) for row in rows]
                 except PeerError as exc:
