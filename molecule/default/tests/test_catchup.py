@@ -161,6 +161,19 @@ def test_an_event_stream_cut_while_messages_flow_resumes_with_none_missed_or_twi
     assert received == list(range(1, 401)), (len(received), sorted(set(range(1, 401)) - set(received))[:10])
 
 
+def test_a_websocket_cut_while_messages_flow_resumes_with_none_missed_or_twice(host: Host) -> None:
+    topic = run_topic("ws")
+    # The same through wss://proxy01:9939/ with the resume frame (moksha's protocol, extended).
+    report = probe(
+        host,
+        f"ws-resume {PUBLISH} --topic {topic} --count 400 --rate 200 --cut-after 50 --away 1"
+        f" --url wss://proxy01:9939/ --cafile {CAFILE}",
+    )
+    assert report["cut_at"] == 50, report
+    received = report["received"]
+    assert received == list(range(1, 401)), (len(received), sorted(set(range(1, 401)) - set(received))[:10])
+
+
 def test_the_window_outlives_a_restart_of_the_daemon(host: Host) -> None:
     gateway = testinfra.get_host("podman://busgateway01")
     topic = run_topic("restart")
