@@ -45,9 +45,9 @@ ROWS_PER_PAGE = 100
 TIMEOUT_S = 10.0
 #: Gaps shorter than this are not worth a request.
 MIN_GAP_S = 0.5
-#: Seconds back-fill waits after start: longer than the peers' coverage may lag behind their bus
-#: (writer.TOUCH_INTERVAL while it is quiet), so that their coverage reaches this daemon's start.
-SETTLE_S = 6.0
+#: Seconds back-fill may wait for a live peer's coverage to reach this daemon's start: longer than it
+#: lags behind the peer's bus while that is quiet (writer.TOUCH_INTERVAL).
+SETTLE_S = 7.0
 
 
 class Window(Protocol):
@@ -186,14 +186,12 @@ def raw_pages(peer: str, span: Span) -> Iterator[list[tuple[str, bytes]]]:
         if not isinstance(messages, list) or not isinstance(answer.get("pages"), int):
             raise PeerError(f"{url}: no raw_messages and pages")
         pages = answer["pages"]
-        rows = []
-        for body, body_text in zip(messages, verbatim_messages(text, messages), strict=True):
-            if isinstance(body, dict) and isinstance(body.get("topic"), str):
-                stamp = body.get("timestamp")
-                rows.append(
-                    (body["topic"], body_text, float(stamp) if isinstance(stamp, int | float) else 0.0)
-                )
-        yield rows
+        # The wire topic is the body's own (fedmsg puts it there); a body without one cannot be replayed.
+        yield [
+            (body["topic"], body_text.encode())
+            for body, body_text in zip(messages, verbatim_messages(text, messages), strict=True)
+            if isinstance(body, dict) and isinstance(body.get("topic"), str)
+        ]
         page += 1
 
 
@@ -222,11 +220,13 @@ class Backfill:
         self.unfilled_seconds = 0.0
         #: Messages added from peers (metric); 1 while the run goes on (metric); set when it has ended.
         self.added = 0
-        self.running = 0
+        self.running = 1  # from construction: a start that has not begun yet is still to come
         self.done = threading.Event()
+        #: This run of the daemon began about now (its window opened just before): what it missed lies
+        #: before. (After it, its own coverage lags its writes by a few seconds: no gap to look for.)
+        self._started = clock()
 
     def start(self) -> None:
-        self.running = 1
         self._thread.start()
 
     def stop(self) -> None:
@@ -235,24 +235,35 @@ class Backfill:
 
     def run(self) -> None:
         try:
-            # The peers' coverage ends at their last write (or quiet-time touch, every few seconds):
-            # let it pass this daemon's own start first, or the end of the gap would look unfilled.
-            if not self._stopping.wait(self._settle):
-                self._run()
+            self._run()
         except Exception:  # never the live stream's problem
             log.exception("back-fill failed")
         finally:
             self.running = 0
             self.done.set()
 
-    def _run(self) -> None:
-        now = self._clock()
-        held: dict[str, list[Span]] = {}
-        for peer in self._peers:
+    def _peer_held(self, peer: str, deadline: float) -> list[Span] | None:
+        """What PEER holds (None: it does not answer). A live peer's coverage ends at its last write, or
+        its last touch while the bus is quiet (every few seconds): asked again until it reaches this
+        start, until DEADLINE, or the end of the gap would look unfilled."""
+        while True:
             try:
-                held[peer] = peer_held(peer)
+                spans = peer_held(peer)
             except PeerError as exc:
                 log.warning("back-fill: peer %s: %s", peer, exc)
+                return None
+            if (spans and spans[-1][1] >= self._started) or time.monotonic() > deadline:
+                return spans
+            if self._stopping.wait(0.5):
+                return spans
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._settle
+        held: dict[str, list[Span]] = {}
+        for peer in self._peers:
+            spans = self._peer_held(peer, deadline)
+            if spans is not None:
+                held[peer] = spans
         # Before any gateway (this one or an answering peer) listened, nobody could have the bus: that is
         # not a gap. What this one missed since is.
         starts = [spans[0][0] for spans in held.values() if spans]
@@ -261,6 +272,7 @@ class Backfill:
             starts.append(first)
         if not starts:
             return
+        now = self._started
         since = max(now - self._max_age, min(starts))
         missing = [gap for gap in self._window.gaps(since, now) if gap[1] - gap[0] >= MIN_GAP_S]
         if missing and not self._peers:
