@@ -36,8 +36,16 @@ class Config(SocketSettings):
     bind: str = "*:9919"
     # Beside its 9919, clear of the gateway's ports (9940-9944 in the inventories, metrics on 9941).
     metrics: str = "127.0.0.1:9929"
-    # "": no state on disk yet (the catch-up window will live here).
+    # Where the catch-up window lives (window.py); "": no window (/raw answers 503, resumes start live).
     state_dir: str = ""
+    # The window keeps messages for this many seconds, and at most this many payload bytes (topic + body):
+    # Fedora's bus (~0.7 msg/s of ~3 KB) fills 7 days with ~423000 messages, ~1.3 GB; 2 GiB keeps the 7 days
+    # up to ~1.1 msg/s on average, and the newest 2 GiB beyond that.
+    window_max_age: int = 7 * 24 * 3600
+    window_max_bytes: int = 2 * 1024 * 1024 * 1024
+    # A resume (SSE Last-Event-ID, the WebSocket resume frame) replays at most this many of the newest
+    # stored messages before going live: ~8 h of Fedora's bus, ~60 MB at 3 KB.
+    resume_max_messages: int = 20000
     # Bytes waiting to be written to one client before it is closed as too slow. 16 MiB holds a burst of
     # ~5000 typical (3 KB) messages for a client that reads at full speed but started behind.
     max_queue_bytes: int = 16 * 1024 * 1024
@@ -58,6 +66,9 @@ class Config(SocketSettings):
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 _INT_MINIMUM = {
+    "window_max_age": 60,
+    "window_max_bytes": 1024 * 1024,
+    "resume_max_messages": 1,
     "max_queue_bytes": 65536,
     "max_frame_bytes": 128,
     "max_subscriptions": 1,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,8 @@ from gateway_harness import TIMEOUT, Daemon, free_port
 from fedmsg_gateway.check import parse_metrics
 
 WARMUP = "warmup"
+# The cursor the daemon adds to each frame, after the moksha keys.
+_CURSOR = re.compile(r', "id": "(\d+)"\}$')
 
 
 class WebsocketDaemon(Daemon):
@@ -72,14 +75,26 @@ async def subscribe(client: Any, *topics: str) -> None:  # noqa: ANN401
         await client.send(json.dumps({"topic": "__topic_subscribe__", "body": topic}))
 
 
-async def receive(client: Any, count: int) -> list[str]:  # noqa: ANN401
-    """The next `count` frames that are not warm-ups."""
-    frames: list[str] = []
+def split_cursor(frame: str) -> tuple[str, int]:
+    """(the moksha frame without its trailing `"id"` key, the cursor); the id must be there."""
+    match = _CURSOR.search(frame)
+    assert match is not None, f"no cursor in {frame[-60:]!r}"
+    return frame[: match.start()] + "}", int(match[1])
+
+
+async def receive_cursors(client: Any, count: int) -> list[tuple[str, int]]:  # noqa: ANN401
+    """The next `count` frames that are not warm-ups, each split into (frame without id, cursor)."""
+    frames: list[tuple[str, int]] = []
     while len(frames) < count:
         frame = await asyncio.wait_for(client.recv(), TIMEOUT)
         if json.loads(frame)["topic"] != WARMUP:
-            frames.append(frame)
+            frames.append(split_cursor(frame))
     return frames
+
+
+async def receive(client: Any, count: int) -> list[str]:  # noqa: ANN401
+    """The next `count` frames that are not warm-ups, without their cursor (compared with frame_for)."""
+    return [frame for frame, _ in await receive_cursors(client, count)]
 
 
 async def drain(client: Any) -> None:  # noqa: ANN401
