@@ -19,16 +19,25 @@ validate: fedmsg signs a canonical serialisation, not the wire bytes).
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 import math
+import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from fedmsg_websocket.compat import Answer
+from fedmsg_websocket.window import gaps, reader
+
+if TYPE_CHECKING:
+    from fedmsg_websocket.reads import Reads
+    from fedmsg_websocket.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,56 @@ class Window(Protocol):
 
     def fill(self, messages: list[tuple[str, bytes]], span: Span, source: str) -> int:
         """Add messages fetched for SPAN and record SPAN as held (from SOURCE); how many were new."""
+
+
+class WriterWindow:
+    """The daemon's window for back-fill: read on connections of its own, filled through the writer
+    thread (the one connection that writes), one peer's slice per transaction."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    def _read(self, query: Callable[[sqlite3.Connection], object]) -> object:
+        conn = reader(self._writer.path)
+        try:
+            return query(conn)
+        finally:
+            conn.close()
+
+    def gaps(self, start: float, end: float) -> list[Span]:
+        return self._read(lambda conn: gaps(conn, start, end))  # type: ignore[return-value]
+
+    def first_held(self) -> float | None:
+        first = self._read(lambda conn: conn.execute("SELECT min(start) FROM coverage").fetchone()[0])
+        return None if first is None else float(first)  # type: ignore[arg-type]
+
+    def fill(self, messages: list[tuple[str, bytes]], span: Span, source: str) -> int:
+        return self._writer.call(lambda store: store.backfill(messages, span[0], span[1], source)).result()
+
+
+def held_spans(conn: sqlite3.Connection) -> list[Span]:
+    """The time ranges a window holds (its coverage), merged."""
+    return merge(conn.execute('SELECT start, "end" FROM coverage').fetchall())
+
+
+class Coverage:
+    """GET /window: `{"held": [[start, end], ...]}`, the time this window holds, for its peers' back-fill."""
+
+    def __init__(self, reads: Reads) -> None:
+        self._reads = reads
+
+    async def answer(self) -> Answer:
+        headers = (("Cache-Control", "no-store"),)
+        if not self._reads.path:
+            reason = b"no window: state_dir is not set\n"
+            return Answer(http.HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", reason, headers)
+        try:
+            held = await self._reads.run(held_spans, wait=5.0)
+        except (sqlite3.Error, TimeoutError) as exc:
+            reason = f"window unavailable: {exc}\n".encode()
+            return Answer(http.HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", reason, headers)
+        body = json.dumps({"held": held}).encode()
+        return Answer(http.HTTPStatus.OK, "application/json", body, headers)
 
 
 # -- span arithmetic (sorted lists of non-overlapping [start, end]) ----------------------------------
@@ -214,7 +273,6 @@ class Backfill:
         self._max_age = max_age
         self._clock = clock
         self._settle = settle
-        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self.run, name="backfill", daemon=True)
         #: Seconds of the window no peer could fill, at the end of the last run (metric).
         self.unfilled_seconds = 0.0
@@ -228,10 +286,6 @@ class Backfill:
 
     def start(self) -> None:
         self._thread.start()
-
-    def stop(self) -> None:
-        """Give up at the next slice (the daemon stops); what was filled stays."""
-        self._stopping.set()
 
     def run(self) -> None:
         try:
@@ -254,8 +308,7 @@ class Backfill:
                 return None
             if (spans and spans[-1][1] >= self._started) or time.monotonic() > deadline:
                 return spans
-            if self._stopping.wait(0.5):
-                return spans
+            time.sleep(0.5)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self._settle
@@ -280,7 +333,7 @@ class Backfill:
                 "window misses %.0f s and no peers are configured: answering with what it has", total(missing)
             )
         for peer, spans in held.items():
-            if not missing or self._stopping.is_set():
+            if not missing:
                 break
             missing = self._fill_from(peer, missing, spans)
         self.unfilled_seconds = total(missing)
@@ -300,8 +353,6 @@ class Backfill:
         filled: list[Span] = []
         for span in intersect(missing, held):
             for chunk in chunks(span):
-                if self._stopping.is_set():
-                    return subtract(missing, filled)
                 try:
                     messages = [row for rows in raw_pages(peer, chunk) for row in rows]
                 except PeerError as exc:
