@@ -115,6 +115,10 @@ class Catchup:
         self.unsettled = 0
         self.failed = 0
 
+    def __len__(self) -> int:
+        """Resumes in progress."""
+        return len(self._resuming)
+
     @property
     def position(self) -> int:
         """The cursor of the last message delivered (what a prefix subscribed now is subscribed at)."""

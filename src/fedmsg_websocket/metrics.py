@@ -130,6 +130,12 @@ class Metrics:
                 "Resumes started (SSE Last-Event-ID, WebSocket __resume__).",
                 catchup.resumes,
             ),
+            (
+                "resuming",
+                "gauge",
+                "Clients replaying their backlog now (live messages kept for them).",
+                len(catchup),
+            ),
             ("resume_messages_total", "counter", "Stored messages replayed by resumes.", catchup.replayed),
             (
                 "resume_truncated_total",
