@@ -1,0 +1,162 @@
+"""The window's store on a real SQLite file (bounds, coverage, gaps, back-fill), and its faults in a real
+daemon: a corrupt file is moved aside, a stuck disk never slows the live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import zmq
+from gateway_harness import TIMEOUT, bus_publisher, wait_subscribed
+from websocket_harness import (
+    WebsocketDaemon,
+    bus_message,
+    connect,
+    frame_for,
+    http_get,
+    join,
+    publish,
+    receive,
+    subscribe,
+)
+
+from fedmsg_websocket.window import RawQuery, Store, gaps, raw_page, reader
+
+StartWebsocket = Callable[..., WebsocketDaemon]
+T0 = 1_700_000_000.0
+
+
+class Message(NamedTuple):
+    cursor: int
+    received: float
+    timestamp: float | None
+    msg_id: str | None
+    topic: str
+    body: bytes
+
+
+def message(at: float, index: int, size: int = 100) -> Message:
+    """A message received at `at` (seconds), all of the same size."""
+    msg_id = f"m-{index:06d}"
+    body = json.dumps({"msg_id": msg_id, "timestamp": int(at), "pad": "x" * size}).encode()
+    return Message(int(at * 1_000_000) + index, at, float(int(at)), msg_id, "t", body)
+
+
+def test_store_keeps_within_max_bytes_and_max_age(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "w.sqlite3"), max_age=3600, max_bytes=50_000, now=T0)
+    size = len(message(T0, 0).body) + 1
+    for batch in range(10):
+        store.append([message(T0 + batch, batch * 100 + i) for i in range(100)], T0 + batch)
+        assert store.bytes <= 50_000
+    assert store.rows == 50_000 // size
+    assert store.newest == message(T0 + 9, 999).cursor
+    # An hour later everything is too old: pruned a bounded step at a time, the newest batch kept.
+    store.append([message(T0 + 4000, 5000)], T0 + 4000)
+    assert store.rows == 1
+    assert store.oldest == store.newest == message(T0 + 4000, 5000).cursor
+    conn = reader(store.path)
+    assert conn.execute("SELECT count(*), sum(length(topic) + length(body)) FROM messages").fetchone() == (
+        1,
+        store.bytes,
+    )
+    store.close()
+    again = Store(store.path, max_age=3600, max_bytes=50_000, now=T0 + 4001)
+    assert (again.rows, again.bytes, again.newest) == (1, store.bytes, store.newest)
+
+
+def test_coverage_gaps_and_backfill_from_a_peer(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.sqlite3")
+    first = Store(path, max_age=86400, max_bytes=10**9, now=T0)
+    first.append([message(T0 + 1, 1)], T0 + 10)
+    first.close()
+    # Down from T0+10 to T0+100; then a write lost at T0+150..T0+200.
+    second = Store(path, max_age=86400, max_bytes=10**9, now=T0 + 100)
+    second.append([message(T0 + 101, 2)], T0 + 150)
+    second.lost()
+    second.append([message(T0 + 200, 3)], T0 + 300)
+    conn = reader(path)
+    assert gaps(conn, T0, T0 + 300) == [(T0 + 10, T0 + 100), (T0 + 150, T0 + 200)]
+    assert gaps(conn, T0 + 20, T0 + 30) == [(T0 + 20, T0 + 30)]
+    assert gaps(conn, T0 + 100, T0 + 150) == []
+
+    peer = [message(T0 + 20 + i, 10 + i) for i in range(5)]
+    fetched = [("t", m.body) for m in peer] + [("t", message(T0 + 1, 1).body)]  # one it already has
+    assert second.backfill(fetched, T0 + 10, T0 + 100, "peer gw02") == 5
+    assert second.backfill(fetched, T0 + 10, T0 + 100, "peer gw02") == 0  # deduplicated by msg_id
+    assert gaps(conn, T0, T0 + 300) == [(T0 + 150, T0 + 200)]
+    total, bodies = raw_page(conn, RawQuery(start=T0, end=T0 + 300, descending=False, rows_per_page=100))
+    assert total == 8
+    assert bodies == [
+        message(T0 + 1, 1).body,
+        *(m.body for m in peer),
+        message(T0 + 101, 2).body,
+        message(T0 + 200, 3).body,
+    ]
+    cursors = [row[0] for row in conn.execute("SELECT id FROM messages ORDER BY id")]
+    assert all(int((T0 + 10) * 1e6) <= c <= int((T0 + 100) * 1e6) for c in cursors[1:6])
+
+
+def test_corrupt_window_is_moved_aside_and_a_new_one_serves(
+    ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "window.sqlite3").write_bytes(b"this is not a database" * 1000)
+    pub, url = bus_publisher(ctx)
+    daemon = start_websocket([url], "--state-dir", str(state))
+    wait_subscribed(pub)
+    publish(pub, [bus_message(1)])
+    samples = daemon.wait_metrics(lambda s: s["window_messages"] == 1)
+    assert (samples["window_up"], samples["window_write_errors_total"]) == (1, 1)
+    assert (state / "window.sqlite3.corrupt").read_bytes().startswith(b"this is not a database")
+    errors = [line for line in daemon.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1
+    assert "is corrupt" in errors[0]
+
+
+def test_a_stuck_window_never_slows_the_live_stream(
+    ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    pub, url = bus_publisher(ctx)
+    daemon = start_websocket([url], "--state-dir", str(state))
+    wait_subscribed(pub)
+    # Another process holds the write lock: each of the daemon's writes waits 5 s (busy timeout), fails.
+    blocker = sqlite3.connect(state / "window.sqlite3", isolation_level=None)
+    messages = [bus_message(i) for i in range(200)]
+
+    async def scenario() -> tuple[list[str], float]:
+        async with connect(daemon) as client:
+            await subscribe(client, "*")
+            await join(pub, client)
+            blocker.execute("BEGIN IMMEDIATE")
+            start = time.monotonic()
+            publish(pub, messages)
+            frames = await receive(client, len(messages))
+            return frames, time.monotonic() - start
+
+    frames, took = asyncio.run(scenario())
+    assert frames == [frame_for(*m) for m in messages]
+    assert took < 2.0, f"the live stream took {took:.1f} s while the window was stuck"
+    daemon.wait_metrics(lambda s: s["window_write_errors_total"] >= 1)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert "window: write failed" in daemon.stderr
+    publish(pub, [("sentinel", b'{"timestamp": 5}')])
+    deadline = time.monotonic() + TIMEOUT
+    while (
+        http_get(f"{daemon.http}/raw?topic=sentinel")[2]
+        != b'{"raw_messages": [{"timestamp": 5}], "count": 1, "pages": 1, "total": 1}'
+    ):
+        assert time.monotonic() < deadline, "the window never took writes again"
+        time.sleep(0.1)
+    assert daemon.scrape()["window_up"] == 1
+    # What could not be written is a gap in the coverage (a peer may fill it).
+    conn = reader(str(state / "window.sqlite3"))
+    assert len(gaps(conn, 0, time.time() - 1)) >= 2
