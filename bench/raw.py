@@ -29,11 +29,8 @@ import urllib.request
 from pathlib import Path
 
 import zmq
-from benchlib import ROOT, free_port, raise_nofile, start_daemon
-
-sys.path.insert(0, str(ROOT / "tests"))
-# The tests' kit: the role's haproxy as a process.
-from kit.haproxy_role import RoleHaproxy
+from benchlib import free_port, raise_nofile, start_daemon
+from kit.haproxy_role import RoleHaproxy  # benchlib puts tests/ on the path: the tests' kit
 
 TOPIC = "org.fedoraproject.prod.bench.raw"
 

@@ -1,5 +1,5 @@
 """haproxy with the configuration roles/haproxy renders, the browser stream's TLS listen included, as a
-local process: for the tests of that listen's limits and for bench/raw.py.
+local process: for the tests of that listen's limits and for bench/raw.py (render() for every bench).
 
 The role's own template is rendered by bench/render-haproxy.yml (the role's defaults and vars, the
 overrides given here), its certificate made by molecule/shared/files/make-test-ca, and haproxy runs in
@@ -30,6 +30,35 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def admin_query(socket_path: str, command: str) -> str:
+    """One command on haproxy's stats socket, its answer read to EOF."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(socket_path)
+        sock.sendall(command.encode() + b"\n")
+        return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+
+
+def render(workdir: Path, variables: dict[str, object], gateways: list[str]) -> Path:
+    """WORKDIR/haproxy.cfg from roles/haproxy's template, as the role renders it (checked by haproxy -c):
+    the role's defaults and vars, VARIABLES over them, GATEWAYS as the busgateway group."""
+    inventory = workdir / "inventory.json"
+    inventory.write_text(json.dumps({"busgateway": {"hosts": {gateway: {} for gateway in gateways}}}))
+    (workdir / "vars.json").write_text(
+        json.dumps({"bench_haproxy_cfg": str(workdir / "haproxy.cfg"), **variables})
+    )
+    quiet = {"ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    playbook = ANSIBLE_PLAYBOOK or "ansible-playbook"
+    subprocess.run(
+        [playbook, "-i", str(inventory), "-e", f"@{workdir / 'vars.json'}", "render-haproxy.yml"],
+        cwd=ROOT / "bench",
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=dict(os.environ, **quiet),
+    )
+    return workdir / "haproxy.cfg"
+
+
 class RoleHaproxy:
     """haproxy in front of GATEWAYS (addresses, every one with fedmsg-websocket on BACKEND_PORT).
 
@@ -51,7 +80,6 @@ class RoleHaproxy:
         pem = tls / "server.pem"
         pem.write_text((tls / "server.crt").read_text() + (tls / "server.key").read_text())
         variables: dict[str, object] = {
-            "bench_haproxy_cfg": str(workdir / "haproxy.cfg"),
             "haproxy_fedmsg_bind": f"{listen_host}:{free_port(listen_host)}",
             "haproxy_fedmsg_backend_ports": [free_port()],
             "haproxy_fedmsg_max_conn_per_source": 0,
@@ -70,18 +98,7 @@ class RoleHaproxy:
             "haproxy_websocket_tls_key": (tls / "server.key").read_text(),
             "__haproxy_websocket_pem": str(pem),
         } | overrides
-        inventory = workdir / "inventory.json"
-        inventory.write_text(json.dumps({"busgateway": {"hosts": {gateway: {} for gateway in gateways}}}))
-        (workdir / "vars.json").write_text(json.dumps(variables))
-        quiet = {"ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
-        playbook = ANSIBLE_PLAYBOOK or "ansible-playbook"
-        subprocess.run(
-            [playbook, "-i", str(inventory), "-e", f"@{workdir / 'vars.json'}", "render-haproxy.yml"],
-            cwd=ROOT / "bench",
-            check=True,
-            stdout=subprocess.DEVNULL,
-            env=dict(os.environ, **quiet),
-        )
+        render(workdir, variables, gateways)
         self.config = (workdir / "haproxy.cfg").read_text()
         self._log = (workdir / "haproxy.log").open("wb")
         command = [HAPROXY, "-db", "-f", str(workdir / "haproxy.cfg")]
@@ -92,11 +109,7 @@ class RoleHaproxy:
         return ssl.create_default_context(cafile=self.cafile)
 
     def query(self, command: str) -> str:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(10)
-            sock.connect(self.socket_path)
-            sock.sendall(command.encode() + b"\n")
-            return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+        return admin_query(self.socket_path, command)
 
     def wait_servers_up(self, count: int, timeout: float = 30) -> None:
         """Until COUNT servers of fedmsg-websockets pass their health check."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import zmq
 from gateway_harness import TIMEOUT, bus_publisher, free_port, run_to_exit
+from kit.raw import every_page
 from websocket_harness import WebsocketDaemon, http_get
 
 TOPIC = "org.fedoraproject.prod.backfill.test"
@@ -41,23 +42,15 @@ def publish(pub: zmq.Socket, first: int, count: int, rate: float = 100) -> None:
 
 def raw_all(daemon: WebsocketDaemon, since: int) -> list[dict]:
     """Every message /raw serves from SINCE on, oldest first, page by page."""
-    bodies: list[dict] = []
-    page, pages = 1, 1
-    while page <= pages:
-        query = {
-            "start": since,
-            "end": int(time.time()) + 10,
-            "order": "asc",
-            "rows_per_page": 100,
-            "page": page,
-        }
+    until = int(time.time()) + 10
+
+    def fetch(page: int) -> dict:
+        query = {"start": since, "end": until, "order": "asc", "rows_per_page": 100, "page": page}
         status, _, answer = http_get(f"{daemon.http}/raw?{urllib.parse.urlencode(query)}")
         assert status == 200, answer
-        parsed = json.loads(answer)
-        pages = parsed["pages"]
-        bodies += parsed["raw_messages"]
-        page += 1
-    return bodies
+        return json.loads(answer)
+
+    return every_page(fetch)
 
 
 def wait_subscribed(pub: zmq.Socket, count: int) -> None:
