@@ -8,7 +8,7 @@ the store's writer thread (`Store.backfill`: deduplicated by msg_id, recorded as
 Time that no peer held, or that no peer answered for, stays a gap: it is logged and exported
 (`unfilled_seconds`). No peers: the gateway answers with what it has.
 
-It runs in its own thread, after the daemon is ready: live messages go on meanwhile.
+It runs in a thread of its own from the start (Daemon.start_window): live messages go on meanwhile.
 
 Gaps are in the time the window received messages; /raw selects by the bodies' own `timestamp` (whole
 seconds in fedmsg): every request is widened by MARGIN_S on both sides, and duplicates are dropped.
