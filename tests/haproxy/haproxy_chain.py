@@ -8,7 +8,7 @@ Unix socket path must fit in 108 bytes, which pytest's tmp_path does not guarant
 
 from __future__ import annotations
 
-import csv
+import functools
 import secrets
 import selectors
 import shutil
@@ -16,24 +16,19 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from kit import haproxy_socket, wait
+from kit.bundle import RAW_PROXY
 
 HAPROXY = shutil.which("haproxy", path="/usr/sbin:/usr/bin") or "haproxy"
-PROXY = "fedmsg-raw-zmq"
+PROXY = RAW_PROXY
 WAIT_SECONDS = 15.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+# A local haproxy answers within milliseconds: look often, give up sooner than in the containers.
+wait_until = functools.partial(wait.wait_until, timeout=WAIT_SECONDS, interval=0.05)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -123,8 +118,7 @@ class Haproxy:
 
     def workers(self) -> list[int]:
         """Worker pids from the master CLI's `show proc`: the current one first, then the old ones."""
-        lines = self.master_query("show proc").splitlines()
-        return [int(line.split()[0]) for line in lines if " worker " in f" {line} "]
+        return haproxy_socket.workers(self.master_query("show proc"))
 
     def workers_or_none(self) -> list[int] | None:
         # While it forks a worker the master may refuse its CLI for a moment.
@@ -158,19 +152,11 @@ class Haproxy:
             self.process.wait(timeout=10)
 
     def query(self, command: str, path: str | None = None) -> str:
-        """One command on the stats socket (or another), read to EOF: the master CLI needs the half-close."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(path or self.socket_path)
-            sock.sendall(command.encode() + b"\n")
-            sock.shutdown(socket.SHUT_WR)
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
+        """One command on the stats socket (or another), its whole answer."""
+        return haproxy_socket.query(path or self.socket_path, command)
 
     def stat(self, proxy: str, svname: str) -> dict[str, str]:
-        rows = csv.DictReader(self.query("show stat")[2:].splitlines())
+        rows = haproxy_socket.stat_rows(self.query("show stat"))
         return next(row for row in rows if row["pxname"] == proxy and row["svname"] == svname)
 
     def frontend_scur(self) -> int:

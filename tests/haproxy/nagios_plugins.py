@@ -1,4 +1,4 @@
-"""Run files/nagios's plugins, one line of output expected.
+"""Run the nagios_nrpe role's plugins (roles/nagios_nrpe/files), one line of output expected.
 
 Under this interpreter by default, so that the coverage gate measures them; `prefix=()` runs one
 through its shebang (Debian's /usr/bin/python3 and python3-nagiosplugin), as NRPE does.
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_DIR = ROOT / "files" / "nagios"
+PLUGIN_DIR = ROOT / "roles" / "nagios_nrpe" / "files"
 SHARED_MODULE = "fedmsg_haproxy.py"
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 

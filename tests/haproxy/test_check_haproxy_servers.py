@@ -1,4 +1,4 @@
-"""files/nagios/check_haproxy_servers, run as NRPE runs it, against haproxy health-checking real servers."""
+"""check_haproxy_servers (roles/nagios_nrpe/files), run as NRPE runs it, against haproxy and real servers."""
 
 from __future__ import annotations
 

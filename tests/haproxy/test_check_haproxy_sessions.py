@@ -1,4 +1,4 @@
-"""files/nagios/check_haproxy_sessions, run as NRPE runs it, against a real haproxy in master-worker mode."""
+"""check_haproxy_sessions (roles/nagios_nrpe/files), run as NRPE runs it, against a master-worker haproxy."""
 
 from __future__ import annotations
 

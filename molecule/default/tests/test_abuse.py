@@ -8,7 +8,8 @@ keep running (the flood past maxconn is in test_monitoring.py).
 
 import json
 
-from conftest import Heartbeats, main_pid
+from kit.hosts import main_pid
+from kit.probes import Heartbeats
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://app01"]

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import testinfra
 import yaml
-from conftest import PROJECT, needs_molecule_inventory, site_playbook, task_results
+from kit.bundle import PROJECT
+from kit.scenario import needs_molecule_inventory, site_playbook, task_results
 from testinfra.host import Host
 
 FRESH = "fresh01"

@@ -3,7 +3,8 @@
 import json
 import time
 
-from conftest import Heartbeats, main_pid
+from kit.hosts import main_pid
+from kit.probes import Heartbeats
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://app01"]

@@ -8,7 +8,8 @@ and the service stay as they were.
 from collections.abc import Iterator
 
 import pytest
-from conftest import main_pid, needs_molecule_inventory, site_playbook, task_results
+from kit.hosts import main_pid
+from kit.scenario import needs_molecule_inventory, site_playbook, task_results
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://busgateway01"]

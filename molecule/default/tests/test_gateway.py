@@ -1,6 +1,7 @@
 """The gateway host: the daemon runs as fedmsg with the configured open-files limit."""
 
-from conftest import main_pid, nofile_limits
+from kit.bundle import role_default
+from kit.hosts import main_pid, nofile_limits
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://busgateway01"]
@@ -33,9 +34,9 @@ def test_gateway_binds_the_public_port(host: Host) -> None:
     assert host.socket("tcp://0.0.0.0:9940").is_listening
 
 
-def test_public_port_accept_queue_is_the_configured_backlog(host: Host, role_defaults: dict) -> None:
+def test_public_port_accept_queue_is_the_configured_backlog(host: Host) -> None:
     # For a listening socket ss shows the accept queue's size as Send-Q (capped by somaxconn).
-    configured = role_defaults["fedmsg_gateway"]["fedmsg_gateway_listen_backlog"]
+    configured = role_default("fedmsg_gateway", "fedmsg_gateway_listen_backlog")
     state, _, send_q, *_ = host.check_output("ss -Hltn 'sport = :9940'").split()
     assert (state, int(send_q)) == ("LISTEN", configured)
 
@@ -52,8 +53,8 @@ def test_gateway_sandbox_exposure_does_not_regress(host: Host) -> None:
     assert exposure <= RECORDED_EXPOSURE, last_line
 
 
-def test_gateway_memory_is_bounded(host: Host, role_defaults: dict) -> None:
-    configured = role_defaults["fedmsg_gateway"]["fedmsg_gateway_memory_max"]
+def test_gateway_memory_is_bounded(host: Host) -> None:
+    configured = role_default("fedmsg_gateway", "fedmsg_gateway_memory_max")
     number, unit = configured[:-1], "KMGT".index(configured[-1])
     expected = int(number) * 1024 ** (unit + 1)
     assert host.check_output("systemctl show --property MemoryMax --value fedmsg-gateway") == str(expected)

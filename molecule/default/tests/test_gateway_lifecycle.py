@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import main_pid, wait_until_gateways_up
+from kit.hosts import main_pid, wait_until_gateways_up
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://busgateway01"]

@@ -12,13 +12,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from conftest import (
-    SCENARIO_DIR,
-    Heartbeats,
-    frontend_sessions,
-    haproxy_workers,
-    wait_until_gateways_up,
-)
+from kit.bundle import NRPE_PORT, RAW_PROXY, STATS_SOCKET, WEBSOCKET_PROXY
+from kit.hosts import frontend_sessions, haproxy_workers, wait_until_gateways_up
+from kit.probes import Heartbeats
+from kit.scenario import SCENARIO_DIR
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://noc01"]
@@ -26,11 +23,11 @@ testinfra_hosts = ["podman://noc01"]
 STATUS_FILE = "/var/lib/nagios4/status.dat"
 COMMAND_FILE = "/var/lib/nagios4/rw/nagios.cmd"
 OK, WARNING, CRITICAL = 0, 1, 2
-PROXY = "fedmsg-raw-zmq"
-SESSIONS = "fedmsg-raw-zmq sessions"
-SERVERS = "fedmsg-raw-zmq servers"
+PROXY = RAW_PROXY
+SESSIONS = f"{PROXY} sessions"
+SERVERS = f"{PROXY} servers"
 # The browser stream's proxy and daemon.
-WEBSOCKETS = "fedmsg-websockets"
+WEBSOCKETS = WEBSOCKET_PROXY
 WEBSOCKET_ALIVE = "fedmsg-websocket alive"
 PROXY_SERVICES = tuple(f"{proxy} {kind}" for proxy in (PROXY, WEBSOCKETS) for kind in ("sessions", "servers"))
 GATEWAY_SERVICES = ("fedmsg-gateway alive", "bus traffic fresh", "fedmsg-gateway procs")
@@ -179,7 +176,7 @@ def test_nrpe_answers_the_nagios_server_only(host: Host) -> None:
     # NRPE drops the connection at once instead of waiting for the TLS handshake.
     probe = (
         "import socket\n"
-        "sock = socket.create_connection(('127.0.0.1', 5666), timeout=5)\n"
+        f"sock = socket.create_connection(('127.0.0.1', {NRPE_PORT}), timeout=5)\n"
         "try:\n"
         "    print('dropped' if sock.recv(1) == b'' else 'data')\n"
         "except ConnectionResetError:\n"
@@ -204,7 +201,7 @@ def test_nrpe_takes_no_arguments_from_the_network(host: Host) -> None:
 
 def test_stats_socket_is_readable_by_nrpe_and_nobody_else(host: Host, group_vars: dict) -> None:
     proxy = host.get_host("podman://proxy01")
-    socket = proxy.file("/run/haproxy/admin.sock")
+    socket = proxy.file(STATS_SOCKET)
     assert socket.is_socket
     assert socket.group == group_vars["proxies"]["haproxy_stats_socket_group"] == "nagios"
     assert socket.mode == 0o660

@@ -8,7 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, main_pid
+from kit.bundle import PROJECT
+from kit.hosts import main_pid
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://busgateway01"]

@@ -1,11 +1,12 @@
 """The proxy host: haproxy's live state, read from its stats socket and stats page."""
 
-from conftest import haproxy_stats_rows, main_pid, nofile_limits, wait_until_gateways_up
+from kit.bundle import RAW_PROXY
+from kit.hosts import haproxy_stats_rows, main_pid, nofile_limits, wait_until_gateways_up
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://proxy01"]
 
-PROXY = "fedmsg-raw-zmq"
+PROXY = RAW_PROXY
 
 
 def test_haproxy_is_active_and_enabled(host: Host) -> None:

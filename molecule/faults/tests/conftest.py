@@ -3,11 +3,14 @@
 from collections.abc import Iterator
 
 import pytest
-from faultkit import PROXY, Watch, container_ip, group_vars, haproxy_stats_rows, wait_until
+from faultkit import PROXY, Watch, container_ip
+from kit.hosts import haproxy_stats_rows
+from kit.scenario import group_vars
+from kit.wait import wait_until
 from testinfra.host import Host
 
 GATEWAYS = ["busgateway01", "busgateway02"]
-__all__ = ["group_vars"]  # the default scenario's fixture: this scenario's molecule.yml
+__all__ = ["group_vars"]  # the kit's fixture: this scenario's molecule.yml
 
 
 @pytest.fixture(scope="session")

@@ -1,50 +1,37 @@
 """Host-side clients of the containerised chain for the fault and abuse tests, and what they measured.
 
 Subscribers run on the test host and connect to proxy01:9940 over the podman network, like public
-clients. The numbered publisher on app01 (files/fedmsg-seq-publisher) stamps every message with its
-start time, a sequence number and CLOCK_MONOTONIC, which the containers share with the host.
+clients. The numbered publisher on app01 (molecule/shared/files/fedmsg-seq-publisher) stamps every
+message with its start time, a sequence number and CLOCK_MONOTONIC, which the containers share with
+the host.
 A module of its own (not conftest) so that its name collides with no other test directory's.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
 import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
 import zmq.utils.monitor
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "bench"))
-from benchlib import Sink  # noqa: E402  (the benchmarks' C-speed counting subscriber)
-
-_spec = importlib.util.spec_from_file_location(
-    "default_scenario_helpers", ROOT / "molecule/default/tests/conftest.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-default_helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(default_helpers)
-main_pid = default_helpers.main_pid
-group_vars = default_helpers.group_vars
-admin = default_helpers.haproxy_admin
-haproxy_stats_rows = default_helpers.haproxy_stats_rows
+# The benchmarks' C-speed counting subscriber (bench/ is on pytest's pythonpath, pyproject.toml).
+from benchlib import Sink
+from kit.bundle import RAW_PROXY
+from kit.wait import wait_until
 
 HEADER = struct.Struct("=qqq")  # publisher start (ns), sequence, CLOCK_MONOTONIC ns at send
 TOPIC = b"org.fedoraproject.prod.faults.sequence"
 SIZE = 3000
-PROXY = "fedmsg-raw-zmq"
+PROXY = RAW_PROXY
 REPORT = Path(os.environ.get("FAULTS_REPORT", "/tmp/fedmsg-faults-report.json"))  # noqa: S108
 RATE = 20.0  # the numbered publisher's rate (prepare.yml)
 
@@ -57,16 +44,6 @@ def container_ip(name: str) -> str:
     return podman(
         "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name
     ).strip()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> float:
-    """Seconds it took; fails the test when `condition` stays false."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 @dataclass
@@ -220,6 +197,3 @@ def gateway_rss_kib(name: str) -> int:
     pid = int(podman("exec", name, "systemctl", "show", "--property", "MainPID", "--value", "fedmsg-gateway"))
     line = podman("exec", name, "grep", "VmRSS", f"/proc/{pid}/status")
     return int(line.split()[1])
-
-
-__all__ = ["admin", "group_vars", "haproxy_stats_rows", "main_pid"]

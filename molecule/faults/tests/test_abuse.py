@@ -7,19 +7,12 @@ import time
 
 import zmq
 from conftest import GATEWAYS
-from faultkit import (
-    PROXY,
-    ROOT,
-    Watch,
-    admin,
-    container_ip,
-    haproxy_stats_rows,
-    main_pid,
-    outcome,
-    podman,
-    record,
-)
-from faultkit import wait_until as wait
+from faultkit import PROXY, Watch, container_ip, outcome, podman, record
+from kit.bundle import PROJECT as ROOT
+from kit.bundle import STATS_SOCKET
+from kit.hosts import haproxy_admin as admin
+from kit.hosts import haproxy_stats_rows, main_pid
+from kit.wait import wait_until as wait
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://proxy01"]
@@ -132,7 +125,11 @@ def test_connection_flood_one_source_capped_established_keep_receiving(
 ) -> None:
     limit = group_vars["proxies"]["haproxy_fedmsg_max_conn_per_source"]
     maxconn = group_vars["proxies"]["haproxy_fedmsg_maxconn"]
-    podman("cp", str(ROOT / "files/nagios/check_haproxy_sessions"), "proxy01:/tmp/check_haproxy_sessions")
+    podman(
+        "cp",
+        str(ROOT / "roles/nagios_nrpe/files/check_haproxy_sessions"),
+        "proxy01:/tmp/check_haproxy_sessions",
+    )
     start = time.monotonic()
     # Source 1, the test host: far more connections than one address may hold; zmq retries refused ones.
     flood = watch.ctx.socket(zmq.XSUB)
@@ -151,9 +148,7 @@ def test_connection_flood_one_source_capped_established_keep_receiving(
     try:
         full = wait(lambda: int(_frontend(host)["scur"]) >= maxconn, "fedmsg-raw-zmq to reach maxconn", 60)
         time.sleep(5)
-        check = host.run(
-            "python3 /tmp/check_haproxy_sessions --socket /run/haproxy/admin.sock --proxy %s", PROXY
-        )
+        check = host.run("python3 /tmp/check_haproxy_sessions --socket %s --proxy %s", STATS_SOCKET, PROXY)
         by_source = _sessions_by_source(host)
         seen = outcome(watch, start, time.monotonic())
     finally:
@@ -181,11 +176,11 @@ def test_connection_flood_one_source_capped_established_keep_receiving(
 
 
 def test_stats_socket_refuses_other_users(host: Host) -> None:
-    socket_file = host.file("/run/haproxy/admin.sock")
+    socket_file = host.file(STATS_SOCKET)
     assert socket_file.is_socket
     assert socket_file.mode == 0o660
     assert socket_file.group == "haproxy"
-    probe = "import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock')"
+    probe = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect('{STATS_SOCKET}')"
     as_nobody = host.run("runuser -u nobody -- python3 -c %s", probe)
     assert as_nobody.rc != 0
     assert "PermissionError" in as_nobody.stderr

@@ -4,18 +4,9 @@ import time
 
 import zmq
 from conftest import GATEWAYS, servers_up
-from faultkit import (
-    PROXY,
-    RATE,
-    Watch,
-    gateway_rss_kib,
-    haproxy_stats_rows,
-    main_pid,
-    outcome,
-    podman,
-    record,
-)
-from faultkit import wait_until as wait
+from faultkit import PROXY, RATE, Watch, gateway_rss_kib, outcome, podman, record
+from kit.hosts import haproxy_stats_rows, main_pid
+from kit.wait import wait_until as wait
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://proxy01"]

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import SCENARIO_DIR, SCRATCH_INVENTORY
+from conftest import SCRATCH_INVENTORY
+from kit.bundle import PROJECT
+from kit.scenario import SCENARIO_DIR
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://busgateway02"]
@@ -38,7 +40,11 @@ def test_ansible_reads_the_edited_inventory() -> None:
 def test_new_host_vars_were_pressed_from_the_template() -> None:
     pressed = (SCRATCH_INVENTORY / "host_vars" / "busgateway02.yml").read_text()
     assert pressed.startswith("---\n# busgateway02: host-specific settings only")
-    assert yaml.safe_load(pressed) == {"fedmsg_gateway_bind_address": "*"}
+    # The template restates no role default: a new gateway starts with nothing of its own.
+    template = (PROJECT / "templates" / "busgateway-host_vars.yml.j2").read_text()
+    # (Jinja may drop the file's final newline: compare the lines.)
+    assert pressed.splitlines() == template.replace("{{ new_host }}", "busgateway02").splitlines()
+    assert yaml.safe_load(pressed) is None
 
 
 def test_new_gateway_serves_every_configured_port(host: Host, ports: list[int]) -> None:

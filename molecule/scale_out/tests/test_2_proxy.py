@@ -2,7 +2,10 @@
 
 import time
 
-from conftest import GATEWAYS, read_json, servers, stats
+from conftest import GATEWAYS
+from kit.hosts import haproxy_servers as servers
+from kit.hosts import haproxy_stats as stats
+from kit.hosts import read_json
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://proxy01"]

@@ -4,17 +4,13 @@ proxy01 was created with ip_local_port_range 40000-40199 (200 ports); maxconn is
 (busgateway01:9940) stops near 200 connections; busgateway01's three ports hold all 500.
 """
 
-from conftest import (
-    GATEWAYS,
-    PROBE,
-    PUBLIC,
-    Background,
-    read_json,
-    servers,
-    set_gateway_state,
-    stats,
-    wait_for,
-)
+from conftest import GATEWAYS, PROBE
+from kit.hosts import haproxy_servers as servers
+from kit.hosts import haproxy_stats as stats
+from kit.hosts import read_json, set_gateway_state
+from kit.probes import PUBLIC_URL as PUBLIC
+from kit.probes import Background
+from kit.wait import wait_until
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://proxy01"]
@@ -61,8 +57,11 @@ def test_maxconn_subscribers_through_one_gateways_three_paths(
             "capacity-subscribers",
             f"{PROBE} hold --subscribe {PUBLIC} --connections {maxconn} --seconds 4 --status {status_file}",
         )
-        wait_for(
-            f"{maxconn} connections", lambda: (read_json(app, status_file) or {}).get("connected"), timeout=90
+        wait_until(
+            lambda: (read_json(app, status_file) or {}).get("connected"),
+            f"{maxconn} connections",
+            timeout=90,
+            interval=0.5,
         )
         assert int(stats(host)["FRONTEND"]["scur"]) == maxconn
         on_first = {
@@ -72,7 +71,12 @@ def test_maxconn_subscribers_through_one_gateways_three_paths(
         assert sum(on_first.values()) > 2 * PORT_RANGE
         assert all(count <= PORT_RANGE for count in on_first.values()), on_first
 
-        wait_for("the count to finish", lambda: (read_json(app, status_file) or {}).get("done"), timeout=30)
+        wait_until(
+            lambda: (read_json(app, status_file) or {}).get("done"),
+            "the count to finish",
+            timeout=30,
+            interval=0.5,
+        )
         result = read_json(app, status_file)
         assert result["handshakes"] == maxconn
         assert result["disconnects"] == 0

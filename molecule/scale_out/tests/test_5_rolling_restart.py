@@ -20,26 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import testinfra
-from conftest import (
-    EPHEMERAL_DIR,
-    GATEWAYS,
-    PROBE,
-    PUBLIC,
-    SCENARIO_DIR,
-    SCRATCH_INVENTORY,
-    Background,
-    gateway_by_client_port,
-    read_json,
-    servers,
-    wait_for,
-)
+from conftest import GATEWAYS, PROBE, SCRATCH_INVENTORY
+from kit.bundle import PROJECT
+from kit.hosts import gateway_by_client_port, read_json
+from kit.hosts import haproxy_servers as servers
+from kit.probes import PUBLIC_URL as PUBLIC
+from kit.probes import Background
+from kit.scenario import EPHEMERAL_DIR
+from kit.wait import wait_until
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://app01"]
 
 SUBSCRIBERS = 24
 MAX_OUTAGE_S = 5.0
-PROJECT_DIR = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", SCENARIO_DIR.parent.parent))
+PROJECT_DIR = PROJECT
 
 
 def gateway_pids() -> dict[str, str]:
@@ -108,7 +103,7 @@ def test_rolling_restart_keeps_every_subscriber(host: Host, proxy: Host, backgro
         status = read_json(host, status_file)
         return bool(status) and all(len(s["received"]) >= 3 for s in status["subscribers"])
 
-    wait_for("every subscriber to receive", all_receiving)
+    wait_until(all_receiving, "every subscriber to receive", interval=0.5)
     # haproxy's view, before anything restarts: which gateway each subscriber's session went to.
     on_gateway = gateway_by_client_port(proxy)
     status = read_json(host, status_file)

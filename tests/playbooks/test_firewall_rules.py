@@ -1,0 +1,100 @@
+"""playbooks/firewall.yml on the real inventories: each service role names its own ports.
+
+The play runs in check mode on this machine (connection local, so no host of the inventory is
+contacted) and the rule set it would write is read from its diff: what every gateway and proxy would
+admit, with no port number in the inventory's firewall variables.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import ansible_json
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "playbooks" / "firewall.yml"
+WRITE_TASK = "firewall : Write the rule set"
+PROXY, GATEWAY = "proxy01.iad2.fedoraproject.org", "busgateway01.iad2.fedoraproject.org"
+# What the inventory's vault would hold: the proxies' checks need the variables to exist.
+VAULT = {
+    "vault_haproxy_stats_password": "x",
+    "vault_haproxy_websocket_tls_certificate": "-----BEGIN CERTIFICATE-----\nx\n",
+    "vault_haproxy_websocket_tls_key": "-----BEGIN PRIVATE KEY-----\nx\n",
+}
+LOCAL = {
+    "ansible_connection": "local",
+    "ansible_become": False,
+    "ansible_python_interpreter": "/usr/bin/python3",
+}
+
+
+def rule_sets(tmp_path: Path, extra_vars: dict[str, object] | None = None) -> dict[str, dict[str, set[int]]]:
+    """host -> {"public" or "from GROUPS": ports} of the rule set the play would write."""
+    variables = json.dumps({**VAULT, **LOCAL, **(extra_vars or {})})
+    command = [
+        "ansible-playbook", "-i", str(ROOT / "inventory" / "production"), str(PLAYBOOK),
+        "--check", "--diff", "--limit", f"{PROXY},{GATEWAY}", "-e", variables,
+    ]  # fmt: skip
+    report = ansible_json.ansible_json(command, tmp_path, timeout=300)
+    assert report["stats"][PROXY]["failures"] == 0, json.dumps(report)[-3000:]
+    assert report["stats"][GATEWAY]["failures"] == 0, json.dumps(report)[-3000:]
+    written = {}
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"] == WRITE_TASK:
+                for host, result in task["hosts"].items():
+                    written[host] = result["diff"][0]["after"]
+    return {host: admitted(text) for host, text in written.items()}
+
+
+def admitted(rule_set: str) -> dict[str, set[int]]:
+    rules: dict[str, set[int]] = {}
+    comment = "public"
+    for line in rule_set.splitlines():
+        if match := re.match(r"\s*# [\d, ]+ from (.+)$", line):
+            comment = f"from {match[1]}"
+        elif match := re.match(r"\s*(?:ip6? saddr \{[^}]*\} )?tcp dport \{ ([\d, ]+) \} accept", line):
+            key = "public" if "saddr" not in line else comment
+            rules.setdefault(key, set()).update(int(port) for port in match[1].split(", "))
+    return rules
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, set[int]]]:
+    return rule_sets(tmp_path_factory.mktemp("firewall"))
+
+
+def test_no_inventory_names_a_service_port_for_the_firewall() -> None:
+    for group_vars in (ROOT / "inventory").glob("*/group_vars/**/*.yml"):
+        values = yaml.safe_load(group_vars.read_text()) or {}
+        assert not {"firewall_public_tcp_ports", "firewall_restricted_tcp_ports"} & set(values), group_vars
+
+
+def test_gateways_admit_their_ports_from_the_proxies_and_nrpe_from_nagios(
+    production: dict[str, dict[str, set[int]]],
+) -> None:
+    inventory = yaml.safe_load((ROOT / "inventory/production/group_vars/all.yml").read_text())
+    assert production[GATEWAY] == {
+        "public": {22},
+        "from proxies": {*inventory["fedmsg_public_ports"], inventory["fedmsg_websocket_port"]},
+        "from monitoring": {5666},
+    }
+
+
+def test_proxies_open_both_streams_to_everyone_and_nrpe_to_nagios(
+    production: dict[str, dict[str, set[int]]],
+) -> None:
+    assert production[PROXY] == {"public": {9940, 9939, 22}, "from monitoring": {5666}}
+
+
+def test_the_proxy_opens_what_its_variables_say(tmp_path: Path) -> None:
+    extra = {
+        "haproxy_websocket_enabled": False,
+        "haproxy_stats_bind": ":8404",
+        "haproxy_stats_from_groups": ["monitoring"],
+    }
+    assert rule_sets(tmp_path, extra)[PROXY] == {"public": {9940, 22}, "from monitoring": {5666, 8404}}
