@@ -32,9 +32,9 @@ from fedmsg_websocket.window import Store
 
 log = logging.getLogger(__name__)
 
-#: Message bytes waiting to be written before batches are dropped: ~10000 typical messages, hours of
-#: Fedora's bus or seconds of a burst of thousands per second.
-QUEUE_BYTES = 32 * 1024 * 1024
+#: Bytes of messages (body, frame and event: ~3x the body) waiting to be written before batches are
+#: dropped: ~7000 typical messages, hours of Fedora's bus or seconds of a burst of thousands per second.
+QUEUE_BYTES = 64 * 1024 * 1024
 #: While the bus is quiet, the run's coverage is moved on at most this often (seconds).
 TOUCH_INTERVAL = 5.0
 #: A window that could not be opened (or re-created) is tried again after this many seconds.
@@ -85,9 +85,10 @@ class Writer:
             now = time.monotonic()
             if now - self._last_touch >= TOUCH_INTERVAL:
                 self._last_touch = now
-                self._put("touch", None, 0)
+                self._put("touch", time.time(), 0)
             return
-        size = sum(len(message.body) for message in batch)
+        # What the queue holds of each message: its body, WebSocket frame and SSE event.
+        size = sum(len(message.body) + message.size + len(message.event) for message in batch)
         cursor = batch[-1].cursor
         with self._cond:
             if self._queued + size > QUEUE_BYTES:
@@ -164,7 +165,13 @@ class Writer:
                     return
                 kind, payload, size = self._items.popleft()
                 self._queued -= size
-            cursor = self._process(kind, payload)
+            try:
+                cursor = self._process(kind, payload)
+            except Exception:
+                # A bug here must not end the thread: the queue would fill and every later write drop.
+                self.write_errors += 1
+                log.exception("window: writing failed unexpectedly")
+                cursor = payload[-1].cursor if kind == "batch" else 0  # type: ignore[index]
             if cursor > self.settled:
                 self.settled = cursor
                 with contextlib.suppress(RuntimeError):  # the loop is closed: we are stopping
@@ -188,7 +195,7 @@ class Writer:
             if batch:
                 store.append(batch, time.time())
             else:
-                store.touch(time.time())
+                store.touch(payload)  # type: ignore[arg-type]
         except sqlite3.Error as exc:
             self._failed(store, exc)
         return batch[-1].cursor if batch else 0
@@ -226,6 +233,8 @@ class Writer:
             else:
                 log.error("window: cannot open %s: %s; serving live only", self.path, exc)
             return
+        # What it holds is written: a resume up to its newest cursor need not wait for anything.
+        self.settled = max(self.settled, self.store.newest)
         log.info("window: %s holds %d messages (%d bytes)", self.path, self.store.rows, self.store.bytes)
 
     def _failed(self, store: Store, exc: sqlite3.Error) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import pytest
 import zmq
 from gateway_harness import TIMEOUT, bus_publisher, wait_subscribed
 from websocket_harness import (
@@ -25,7 +26,10 @@ from websocket_harness import (
     subscribe,
 )
 
+from fedmsg_websocket import window, writer
+from fedmsg_websocket.frames import Cursors, Outgoing, build, parse_body
 from fedmsg_websocket.window import RawQuery, Store, gaps, raw_page, reader
+from fedmsg_websocket.writer import Writer
 
 StartWebsocket = Callable[..., WebsocketDaemon]
 T0 = 1_700_000_000.0
@@ -73,12 +77,15 @@ def test_coverage_gaps_and_backfill_from_a_peer(tmp_path: Path) -> None:
     path = str(tmp_path / "w.sqlite3")
     first = Store(path, max_age=86400, max_bytes=10**9, now=T0)
     first.append([message(T0 + 1, 1)], T0 + 10)
+    first.touch(T0 + 10)
     first.close()
     # Down from T0+10 to T0+100; then a write lost at T0+150..T0+200.
     second = Store(path, max_age=86400, max_bytes=10**9, now=T0 + 100)
     second.append([message(T0 + 101, 2)], T0 + 150)
+    second.touch(T0 + 150)
     second.lost()
     second.append([message(T0 + 200, 3)], T0 + 300)
+    second.touch(T0 + 300)
     conn = reader(path)
     assert gaps(conn, T0, T0 + 300) == [(T0 + 10, T0 + 100), (T0 + 150, T0 + 200)]
     assert gaps(conn, T0 + 20, T0 + 30) == [(T0 + 20, T0 + 30)]
@@ -160,3 +167,55 @@ def test_a_stuck_window_never_slows_the_live_stream(
     # What could not be written is a gap in the coverage (a peer may fill it).
     conn = reader(str(state / "window.sqlite3"))
     assert len(gaps(conn, 0, time.time() - 1)) >= 2
+
+
+def test_writer_drops_past_its_queue_and_settles_past_the_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer thread in-process, its queue made small: a stuck database makes it drop and count,
+    never block the caller; the cursors it gave up on still settle, and the loss is a coverage gap."""
+    monkeypatch.setattr(writer, "QUEUE_BYTES", 100_000)
+    monkeypatch.setattr(window, "BUSY_TIMEOUT_MS", 300)
+    path = str(tmp_path / "w.sqlite3")
+    cursors = Cursors()
+
+    def batch(size: int) -> list[Outgoing]:
+        now = time.time()
+        messages = []
+        for _ in range(size):
+            body = json.dumps({"msg_id": f"m-{cursors.last}", "timestamp": now, "pad": "x" * 3000}).encode()
+            text, parsed = parse_body(body)
+            messages.append(build("t", text, parsed, body, cursor=cursors.next(now), received=now))
+        return messages
+
+    opened = time.time()
+
+    async def scenario() -> tuple[Writer, float, bool]:
+        queue = Writer(path, 3600, 1 << 30, asyncio.get_running_loop())
+        queue.start()
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        start = time.monotonic()
+        sent = [batch(10) for _ in range(20)]  # ~1.8 MB against a 100 kB queue
+        for messages in sent:
+            queue.submit(messages)
+        took = time.monotonic() - start
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        settled = await queue.settled_through(sent[-1][-1].cursor, 10)
+        queue.submit(batch(1))
+        assert await queue.settled_through(cursors.last, 10)
+        assert queue.stop(5)
+        return queue, took, settled
+
+    queue, took, settled = asyncio.run(scenario())
+    assert took < 0.1
+    assert settled
+    assert queue.queue_drops >= 100
+    conn = reader(path)
+    stored = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    assert stored == 20 * 10 + 1 - queue.queue_drops - 10 * queue.write_errors
+    # Coverage was cut where writes were lost and started again with the next written batch.
+    assert [
+        gap for gap in gaps(conn, opened, time.time()) if opened < gap[0] < gap[1] < queue.store.newest / 1e6
+    ]
