@@ -27,7 +27,8 @@ SRC = str(ROOT / "src")
 sys.path.insert(0, SRC)
 sys.path.insert(0, str(ROOT / "tests"))
 
-from kit.haproxy_role import admin_query, render  # noqa: E402  (the role's haproxy.cfg, as the tests render it)
+from kit.haproxy_role import render  # noqa: E402  (the role's haproxy.cfg, as the tests render it)
+from kit.haproxy_socket import query  # noqa: E402
 
 from fedmsg_gateway.check import parse_metrics  # noqa: E402  (the daemon's own parser, from src/)
 
@@ -186,7 +187,7 @@ class Haproxy:
             time.sleep(0.1)
 
     def query(self, command: str) -> str:
-        return admin_query(self.socket_path, command)
+        return query(self.socket_path, command, timeout=10)
 
     def stat(self, svname: str) -> dict[str, str]:
         rows = csv.DictReader(self.query("show stat").removeprefix("# ").splitlines())

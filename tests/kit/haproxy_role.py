@@ -8,7 +8,6 @@ the foreground from /usr/sbin, as root may run it.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -17,6 +16,8 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+
+from kit.haproxy_socket import query, servers, stat_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY = shutil.which("haproxy", path="/usr/sbin:/usr/bin") or "haproxy"
@@ -28,15 +29,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def admin_query(socket_path: str, command: str) -> str:
-    """One command on haproxy's stats socket, its answer read to EOF."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
-        sock.connect(socket_path)
-        sock.sendall(command.encode() + b"\n")
-        return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
 
 
 def render(workdir: Path, variables: dict[str, object], gateways: list[str]) -> Path:
@@ -109,7 +101,7 @@ class RoleHaproxy:
         return ssl.create_default_context(cafile=self.cafile)
 
     def query(self, command: str) -> str:
-        return admin_query(self.socket_path, command)
+        return query(self.socket_path, command)
 
     def wait_servers_up(self, count: int, timeout: float = 30) -> None:
         """Until COUNT servers of fedmsg-websockets pass their health check."""
@@ -118,15 +110,10 @@ class RoleHaproxy:
             if self.process.poll() is not None:
                 raise RuntimeError(f"haproxy exited: {(self.workdir / 'haproxy.log').read_text()}")
             try:
-                rows = list(csv.DictReader(self.query("show stat").removeprefix("# ").splitlines()))
+                rows = servers(stat_rows(self.query("show stat")), "fedmsg-websockets").values()
             except OSError:
                 rows = []
-            servers = [
-                row
-                for row in rows
-                if row["pxname"] == "fedmsg-websockets" and row["svname"] not in ("FRONTEND", "BACKEND")
-            ]
-            up = [row for row in servers if row["status"] == "UP"]
+            up = [row for row in rows if row["status"] == "UP"]
             if len(up) >= count:
                 return
             if time.monotonic() > deadline:

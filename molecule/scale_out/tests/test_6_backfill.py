@@ -14,7 +14,9 @@ import time
 import uuid
 
 import testinfra
-from conftest import GATEWAYS, Background, wait_for
+from conftest import GATEWAYS
+from kit.probes import Background
+from kit.wait import wait_until
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://app01"]
@@ -69,26 +71,20 @@ def test_a_restarted_gateway_answers_raw_for_its_downtime_like_the_other(backgro
         f"fedmsg-catchup-probe publish --bind tcp://*:3001 --subscribers 4 --topic {topic}"
         f" --count {COUNT} --rate {RATE}",
     )
-    wait_for(
-        "messages in busgateway01's window",
-        lambda: len(raw_all("busgateway01", started, started + 60, topic)) >= 20,
-    )
+
+    def held(name: str) -> int:
+        return len(raw_all(name, started, started + 60, topic))
+
+    wait_until(lambda: held("busgateway01") >= 20, "messages in busgateway01's window")
     late = gateway("busgateway02")
     late.check_output("systemctl stop fedmsg-websocket")
     stopped = time.time()
     time.sleep(AWAY_S)
     late.check_output("systemctl start fedmsg-websocket")
     back = time.time()
-    wait_for(
-        "every message in busgateway01's window",
-        lambda: len(raw_all("busgateway01", started, started + 60, topic)) >= COUNT,
-    )
+    wait_until(lambda: held("busgateway01") >= COUNT, "every message in busgateway01's window")
     # What busgateway02 did not receive while it was stopped, it back-fills from busgateway01.
-    wait_for(
-        "busgateway02's back-fill",
-        lambda: len(raw_all("busgateway02", started, started + 60, topic)) >= COUNT,
-        timeout=30,
-    )
+    wait_until(lambda: held("busgateway02") >= COUNT, "busgateway02's back-fill", timeout=30, interval=0.5)
 
     reference = raw_all("busgateway01", started, started + 60, topic)
     assert sorted(body["i"] for body in reference) == list(range(1, COUNT + 1))
