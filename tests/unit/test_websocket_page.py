@@ -104,13 +104,11 @@ SHOWN_INDEXES = (
 
 @pytest.mark.skipif(not browser.CHROMIUM_INSTALLED, reason="needs Debian's chromium (./dev installs it)")
 def test_page_resumes_what_it_missed_while_disconnected(
-    ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path
+    start_windowed: Callable[..., tuple[zmq.Socket, WebsocketDaemon]], start_websocket: StartWebsocket
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    pub, url = bus_publisher(ctx)
-    daemon = start_websocket([url], "--state-dir", str(state))
-    wait_subscribed(pub)
+    pub, daemon = start_windowed()
+    args = daemon.process.args
+    state, url = args[args.index("--state-dir") + 1], args[args.index("--endpoint") + 1]
     with browser.start(daemon.http + "/") as page:
         page.wait_for("document.getElementById('status')?.textContent.startsWith('connected')", TIMEOUT)
         deadline = time.monotonic() + TIMEOUT
@@ -126,7 +124,7 @@ def test_page_resumes_what_it_missed_while_disconnected(
         page.call("Network.emulateNetworkConditions", offline=True, **offline)
         daemon.stop()
         page.wait_for("document.getElementById('status').textContent.startsWith('disconnected')", TIMEOUT)
-        restarted = start_websocket([url], "--state-dir", str(state), "--bind", f"127.0.0.1:{daemon.port}")
+        restarted = start_websocket([url], "--state-dir", state, "--bind", f"127.0.0.1:{daemon.port}")
         # (XPUB reports no repeated subscription: probe until the new daemon hears the bus.)
         deadline = time.monotonic() + TIMEOUT
         while not restarted.scrape()["messages_received_total"]:

@@ -8,7 +8,6 @@ import logging
 import queue
 import urllib.parse
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import zmq
@@ -51,14 +50,10 @@ def expected_page(bodies: list[bytes], total: int, pages: int) -> bytes:
 
 @pytest.fixture
 def window(
-    ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path
+    start_windowed: Callable[..., tuple[zmq.Socket, WebsocketDaemon]],
 ) -> tuple[zmq.Socket, WebsocketDaemon, list[tuple[str, bytes]]]:
     """A daemon with a window holding 30 messages: timestamps BASE+0..9 three times (git, bodhi, git)."""
-    state = tmp_path / "state"
-    state.mkdir()
-    pub, url = bus_publisher(ctx)
-    daemon = start_websocket([url], "--state-dir", str(state))
-    wait_subscribed(pub)
+    pub, daemon = start_windowed()
     messages = []
     for index in range(30):
         topic = BODHI if index % 3 == 1 else GIT

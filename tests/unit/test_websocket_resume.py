@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import zmq
@@ -27,6 +26,7 @@ from websocket_harness import (
 )
 
 StartWebsocket = Callable[..., WebsocketDaemon]
+Bus = tuple[zmq.Socket, WebsocketDaemon]
 GIT = "org.fedoraproject.prod.git"
 BODHI = "org.fedoraproject.prod.bodhi"
 
@@ -42,14 +42,9 @@ def padded(index: int) -> tuple[str, bytes]:
 
 @pytest.fixture
 def bus(
-    ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path
+    start_windowed: Callable[..., tuple[zmq.Socket, WebsocketDaemon]],
 ) -> tuple[zmq.Socket, WebsocketDaemon]:
-    state = tmp_path / "state"
-    state.mkdir()
-    pub, url = bus_publisher(ctx)
-    daemon = start_websocket([url], "--state-dir", str(state))
-    wait_subscribed(pub)
-    return pub, daemon
+    return start_windowed()
 
 
 def test_resume_with_messages_published_while_the_backlog_is_sent(

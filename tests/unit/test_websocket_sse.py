@@ -31,18 +31,13 @@ def padded(index: int, topic: str = GIT, size: int = 3000) -> tuple[str, bytes]:
 
 
 @pytest.fixture
-def bus(ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path) -> Callable[..., tuple]:
+def bus(start_windowed: Callable[..., tuple], tmp_path: Path) -> Callable[..., tuple]:
     """start(*config_lines) -> (publisher, daemon with a window)."""
 
     def start(*lines: str) -> tuple[zmq.Socket, WebsocketDaemon]:
-        state = tmp_path / "state"
-        state.mkdir()
         config = tmp_path / "websocket.toml"
         config.write_text("".join(f"{line}\n" for line in lines))
-        pub, url = bus_publisher(ctx)
-        daemon = start_websocket([url], "--state-dir", str(state), "--config", str(config))
-        wait_subscribed(pub)
-        return pub, daemon
+        return start_windowed("--config", str(config))
 
     return start
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import pytest
 import zmq
-from gateway_harness import TIMEOUT, bus_publisher, wait_subscribed
+from gateway_harness import TIMEOUT
 from websocket_harness import (
     WebsocketDaemon,
     bus_message,
@@ -31,7 +31,7 @@ from fedmsg_websocket.frames import Cursors, Outgoing, build, parse_body
 from fedmsg_websocket.window import RawQuery, Store, gaps, raw_page, reader
 from fedmsg_websocket.writer import Writer
 
-StartWebsocket = Callable[..., WebsocketDaemon]
+StartWindowed = Callable[..., tuple[zmq.Socket, WebsocketDaemon]]
 T0 = 1_700_000_000.0
 
 
@@ -108,15 +108,11 @@ def test_coverage_gaps_and_backfill_from_a_peer(tmp_path: Path) -> None:
     assert all(int((T0 + 10) * 1e6) <= c <= int((T0 + 100) * 1e6) for c in cursors[1:6])
 
 
-def test_corrupt_window_is_moved_aside_and_a_new_one_serves(
-    ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path
-) -> None:
+def test_corrupt_window_is_moved_aside_for_a_new_one(start_windowed: StartWindowed, tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "window.sqlite3").write_bytes(b"this is not a database" * 1000)
-    pub, url = bus_publisher(ctx)
-    daemon = start_websocket([url], "--state-dir", str(state))
-    wait_subscribed(pub)
+    pub, daemon = start_windowed()
     publish(pub, [bus_message(1)])
     samples = daemon.wait_metrics(lambda s: s["window_messages"] == 1)
     assert (samples["window_up"], samples["window_write_errors_total"]) == (1, 1)
@@ -126,14 +122,9 @@ def test_corrupt_window_is_moved_aside_and_a_new_one_serves(
     assert "is corrupt" in errors[0]
 
 
-def test_a_stuck_window_never_slows_the_live_stream(
-    ctx: zmq.Context, start_websocket: StartWebsocket, tmp_path: Path
-) -> None:
+def test_a_stuck_window_never_slows_the_live_stream(start_windowed: StartWindowed, tmp_path: Path) -> None:
+    pub, daemon = start_windowed()
     state = tmp_path / "state"
-    state.mkdir()
-    pub, url = bus_publisher(ctx)
-    daemon = start_websocket([url], "--state-dir", str(state))
-    wait_subscribed(pub)
     # Another process holds the write lock: each of the daemon's writes waits 5 s (busy timeout), fails.
     blocker = sqlite3.connect(state / "window.sqlite3", isolation_level=None)
     messages = [bus_message(i) for i in range(200)]
