@@ -177,7 +177,7 @@ def test_the_window_outlives_a_restart_of_the_daemon(host: Host) -> None:
     assert gateway.check_output("systemctl show --property MainPID --value fedmsg-websocket") != pid
     # Back in haproxy's rotation (503 until its health checks pass), then the same 20 messages.
     deadline = time.monotonic() + 30
-    query = f"topic={topic}&start={int(time.time()) - 600}&end={int(time.time()) + 60}"
+    query = f"topic={topic}&start={int(time.time()) - 600}&end={int(time.time()) + 60}&order=asc"
     while (answer := raw(host, query))[0] != 200:
         assert answer[0] == 503, answer
         assert time.monotonic() < deadline, answer
