@@ -21,9 +21,9 @@ File `STATE_DIR/window.sqlite3` (plus SQLite's `-wal` and `-shm`), `PRAGMA user_
     meta                         key/value: `bytes` (the payload bytes held, topic + body)
 
 A run's coverage row starts when the store opens and its `end` moves to the last message of every write
-(and on every few seconds while the bus is quiet). A write that fails or is dropped ends the row; the next good write starts a
-new one. So the complement of `coverage` within the window (`gaps()`) is what this host did not see: down,
-restarting, or losing writes.
+(and on, every few seconds, while the bus is quiet). A write that fails or is dropped ends the row; the
+next good write starts a new one. So the complement of `coverage` within the window (`gaps()`) is what
+this host did not see: down, restarting, or losing writes.
 
 Bounds: rows older than `max_age` seconds (by cursor, i.e. receive time) and the oldest rows past
 `max_bytes` of payload are deleted a bounded number at a time after each write (incremental: no write

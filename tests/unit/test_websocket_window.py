@@ -208,5 +208,7 @@ def test_writer_drops_past_its_queue_and_settles_past_the_loss(
     assert stored == 20 * 10 + 1 - queue.queue_drops - 10 * queue.write_errors
     # Coverage was cut where writes were lost and started again with the next written batch.
     assert [
-        gap for gap in gaps(conn, opened, time.time()) if opened < gap[0] < gap[1] < queue.store.newest / 1e6
+        gap
+        for gap in gaps(conn, opened, time.time())
+        if opened < gap[0] < gap[1] <= queue.store.newest / 1e6 + 1e-6
     ]

@@ -84,14 +84,23 @@ def split_cursor(frame: str) -> tuple[str, int]:
     return frame[: match.start()] + "}", int(match[1])
 
 
-async def receive_cursors(client: Any, count: int) -> list[tuple[str, int]]:  # noqa: ANN401
-    """The next `count` frames that are not warm-ups, each split into (frame without id, cursor)."""
+async def receive_counting_warmups(client: Any, count: int) -> tuple[list[tuple[str, int]], int]:  # noqa: ANN401
+    """The next `count` frames that are not warm-ups, each split into (frame without id, cursor), and how
+    many warm-ups came among them."""
     frames: list[tuple[str, int]] = []
+    warmups = 0
     while len(frames) < count:
         frame = await asyncio.wait_for(client.recv(), TIMEOUT)
-        if json.loads(frame)["topic"] != WARMUP:
+        if json.loads(frame)["topic"] == WARMUP:
+            warmups += 1
+        else:
             frames.append(split_cursor(frame))
-    return frames
+    return frames, warmups
+
+
+async def receive_cursors(client: Any, count: int) -> list[tuple[str, int]]:  # noqa: ANN401
+    """The next `count` frames that are not warm-ups, each split into (frame without id, cursor)."""
+    return (await receive_counting_warmups(client, count))[0]
 
 
 async def receive(client: Any, count: int) -> list[str]:  # noqa: ANN401
