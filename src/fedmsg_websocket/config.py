@@ -16,6 +16,8 @@ from fedmsg_gateway.settings import (
     endpoint_list,
     expect_bool,
     expect_int,
+    listen_address,
+    listen_key,
     metrics_address,
     parse_host_port,
     read_toml,
@@ -82,13 +84,6 @@ _INT_MINIMUM = {
 }
 
 
-def listen_address(value: str) -> tuple[str | None, int]:
-    """(host, port) for asyncio from "HOST:PORT" or "*:PORT" (None: every address, IPv4 and IPv6)."""
-    if value.startswith("*:"):
-        return None, parse_host_port(f"localhost:{value[2:]}")[1]
-    return parse_host_port(value)
-
-
 def _state_dir(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a directory path, got {value!r}")
@@ -96,13 +91,6 @@ def _state_dir(value: object) -> str:
         raise ValueError(f"not a directory: {value!r}")
     if value and not os.access(value, os.W_OK | os.X_OK):
         raise ValueError(f"not writable: {value!r}")
-    return value
-
-
-def _bind(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected HOST:PORT or *:PORT, got {value!r}")
-    listen_address(value)
     return value
 
 
@@ -125,7 +113,7 @@ def _compression(value: object) -> str:
 
 _VALIDATORS: dict[str, Callable[[object], object]] = {
     "endpoints": endpoint_list,
-    "bind": _bind,
+    "bind": listen_key,
     "metrics": metrics_address,
     "state_dir": _state_dir,
     "compression": _compression,

@@ -80,7 +80,12 @@ def test_gateways_admit_their_ports_from_the_proxies_and_nrpe_from_nagios(
     inventory = yaml.safe_load((ROOT / "inventory/production/group_vars/all.yml").read_text())
     assert production[GATEWAY] == {
         "public": {22},
-        "from proxies": {*inventory["fedmsg_public_ports"], inventory["fedmsg_websocket_port"]},
+        # The public ports, fedmsg-websocket's and the gateway's health check (haproxy's /healthz).
+        "from proxies": {
+            *inventory["fedmsg_public_ports"],
+            inventory["fedmsg_websocket_port"],
+            inventory["fedmsg_gateway_health_port"],
+        },
         # The other gateways: each back-fills its catch-up window from the others' /raw.
         "from busgateway": {inventory["fedmsg_websocket_port"]},
         "from monitoring": {5666},
