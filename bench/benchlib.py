@@ -6,7 +6,6 @@ Imported by the scripts next to it (`python bench/X.py` puts bench/ on sys.path)
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import socket
@@ -26,10 +25,13 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SRC = str(ROOT / "src")
 sys.path.insert(0, SRC)
+sys.path.insert(0, str(ROOT / "tests"))
+
+from kit.haproxy_role import render  # noqa: E402  (the role's haproxy.cfg, as the tests render it)
+from kit.haproxy_socket import query  # noqa: E402
 
 from fedmsg_gateway.check import parse_metrics  # noqa: E402  (the daemon's own parser, from src/)
 
-ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
 HAPROXY = shutil.which("haproxy", path="/usr/sbin:/usr/bin") or "haproxy"
 PROXY = "fedmsg-raw-zmq"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -202,7 +204,6 @@ class Haproxy:
         self.port = free_port()
         self.socket_path = str(workdir / "admin.sock")
         variables: dict[str, object] = {
-            "bench_haproxy_cfg": str(workdir / "haproxy.cfg"),
             "haproxy_fedmsg_bind": f"127.0.0.1:{self.port}",
             "haproxy_fedmsg_backend_ports": backends,
             "haproxy_fedmsg_check_port": check_port,
@@ -213,18 +214,7 @@ class Haproxy:
             "haproxy_stats_password": "bench-only",
             "haproxy_websocket_enabled": False,
         } | overrides
-        inventory = workdir / "inventory.json"
-        inventory.write_text(json.dumps({"busgateway": {"hosts": {"127.0.0.1": {}}}}))
-        (workdir / "vars.json").write_text(json.dumps(variables))
-        playbook = [ANSIBLE_PLAYBOOK or "ansible-playbook", "-i", str(inventory)]
-        quiet = {"ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
-        subprocess.run(
-            [*playbook, "-e", f"@{workdir / 'vars.json'}", "render-haproxy.yml"],
-            cwd=BENCH,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            env=dict(os.environ, **quiet),
-        )
+        render(workdir, variables, ["127.0.0.1"])
         self.config = (workdir / "haproxy.cfg").read_text()
         if edit is not None:
             # A variant of the role's configuration (bench/failover.py's other health checks).
@@ -254,12 +244,7 @@ class Haproxy:
             time.sleep(0.1)
 
     def query(self, command: str) -> str:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(10)
-            sock.connect(self.socket_path)
-            sock.sendall(command.encode() + b"\n")
-            # errors="replace": a failed ZMTP check shows the bytes it got (last_chk), not UTF-8.
-            return b"".join(iter(lambda: sock.recv(65536), b"")).decode(errors="replace")
+        return query(self.socket_path, command, timeout=10)
 
     def stat(self, svname: str) -> dict[str, str]:
         rows = csv.DictReader(self.query("show stat").removeprefix("# ").splitlines())

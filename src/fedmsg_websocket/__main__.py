@@ -18,6 +18,7 @@ from fedmsg_gateway.exporter import Exporter
 from fedmsg_gateway.notify import notify, watchdog_interval
 from fedmsg_gateway.settings import daemon_parser, settings_or_exit
 from fedmsg_websocket import health
+from fedmsg_websocket.backfill import Backfill, Coverage, WriterWindow
 from fedmsg_websocket.bus import BusReader, SetupError
 from fedmsg_websocket.catchup import Catchup, Resume, resuming_channel
 from fedmsg_websocket.compat import Connection
@@ -84,7 +85,17 @@ class Daemon:
     clients: Clients
     router: Handler
     metrics: Metrics
+    #: Fills the window's gaps from the peers once, after the start (backfill.py); None without a window.
+    backfill: Backfill | None = None
     plain: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+
+    def start_window(self) -> None:
+        """The window's writer thread, and the back-fill of its gaps from the peers (a thread of its own,
+        daemonic: at the stop the writer writes what it has queued, at most one peer's slice)."""
+        if self.writer is not None:
+            self.writer.start()
+        if self.backfill is not None:
+            self.backfill.start()
 
     def deliver(self, batch: list[Outgoing]) -> None:
         """Each bus batch: queued for the window (never waiting for it), then to every matching client."""
@@ -110,10 +121,26 @@ def _wire(config: Config, loop: asyncio.AbstractEventLoop, context: zmq.Context)
     sse = Streams(streams, catchup, config.max_subscriptions, config.ping_interval)
     raw = Raw(reads)
     router = make_router(
-        lambda: health.problem(bus.is_alive(), time.monotonic() - fanout.last_batch), raw, sse.serve
+        lambda: health.problem(bus.is_alive(), time.monotonic() - fanout.last_batch),
+        raw,
+        sse.serve,
+        Coverage(reads).answer,
     )
-    metrics = Metrics(bus, fanout, clients, websockets, writer=writer, raw=raw, catchup=catchup, streams=sse)
-    return Daemon(config, loop, writer, bus, fanout, clients, router, metrics)
+    backfill = (
+        Backfill(WriterWindow(writer), config.peers, config.window_max_age) if writer is not None else None
+    )
+    metrics = Metrics(
+        bus,
+        fanout,
+        clients,
+        websockets,
+        writer=writer,
+        raw=raw,
+        catchup=catchup,
+        streams=sse,
+        backfill=backfill,
+    )
+    return Daemon(config, loop, writer, bus, fanout, clients, router, metrics, backfill)
 
 
 async def run(config: Config) -> int:
@@ -149,8 +176,7 @@ async def run(config: Config) -> int:
             return 1
         exporter.start()
         log.info("metrics on http://%s/metrics", config.metrics)
-    if daemon.writer is not None:
-        daemon.writer.start()
+    daemon.start_window()
     bus.start(daemon.deliver)
     notify("READY=1")
     log.info("serving %d endpoint(s) on ws://%s/", len(config.endpoints), config.bind)

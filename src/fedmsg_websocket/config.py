@@ -19,6 +19,7 @@ from fedmsg_gateway.settings import (
     listen_address,
     listen_key,
     metrics_address,
+    parse_host_port,
     read_toml,
 )
 from fedmsg_gateway.sockets import SOCKET_INT_MINIMUM, SocketSettings, reconnect_error
@@ -47,6 +48,9 @@ class Config(SocketSettings):
     # A resume (SSE Last-Event-ID, the WebSocket resume frame) replays at most this many of the newest
     # stored messages before going live: ~8 h of Fedora's bus, ~60 MB at 3 KB.
     resume_max_messages: int = 20000
+    # The other gateways' fedmsg-websocket (http://HOST:PORT): on start the window's gaps are fetched from
+    # their /raw (backfill.py). Empty: the daemon answers with what it has.
+    peers: tuple[str, ...] = ()
     # Bytes waiting to be written to one client before it is closed as too slow. 16 MiB holds a burst of
     # ~5000 typical (3 KB) messages for a client that reads at full speed but started behind.
     max_queue_bytes: int = 16 * 1024 * 1024
@@ -90,6 +94,17 @@ def _state_dir(value: object) -> str:
     return value
 
 
+def _peers(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(peer, str) for peer in value):
+        raise ValueError(f"expected a list of base URLs http://HOST:PORT, got {value!r}")
+    for peer in value:
+        scheme, _, rest = peer.partition("://")
+        if scheme not in ("http", "https") or not rest.rstrip("/") or "/" in rest.rstrip("/"):
+            raise ValueError(f"expected a base URL http://HOST:PORT, got {peer!r}")
+        parse_host_port(rest.rstrip("/"))
+    return tuple(peer.rstrip("/") for peer in value)
+
+
 def _compression(value: object) -> str:
     if value not in COMPRESSIONS:
         raise ValueError(f'expected "" or "deflate", got {value!r}')
@@ -102,6 +117,7 @@ _VALIDATORS: dict[str, Callable[[object], object]] = {
     "metrics": metrics_address,
     "state_dir": _state_dir,
     "compression": _compression,
+    "peers": _peers,
     "tcp_keepalive": expect_bool,
 }
 

@@ -11,6 +11,7 @@ import time
 import zmq
 
 from fedmsg_gateway.version import package_version
+from fedmsg_websocket.backfill import Backfill, metric_samples
 from fedmsg_websocket.bus import BusReader
 from fedmsg_websocket.catchup import Catchup
 from fedmsg_websocket.compat import VERSION as WEBSOCKETS_VERSION
@@ -36,8 +37,10 @@ class Metrics:
         raw: Raw,
         catchup: Catchup,
         streams: Streams,
+        backfill: Backfill | None = None,
     ) -> None:
         self._bus = bus
+        self._backfill = backfill
         self._writer = writer
         self._raw = raw
         self._catchup = catchup
@@ -102,6 +105,7 @@ class Metrics:
             ),
         ]
         samples += self._window()
+        samples += metric_samples(self._backfill)
         lines = []
         for name, kind, text, value in samples:
             full = _PREFIX + name

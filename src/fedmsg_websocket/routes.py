@@ -33,7 +33,10 @@ def _text(status: http.HTTPStatus, text: str) -> Answer:
 
 
 def make_router(
-    health: Callable[[], str | None], raw: Raw, stream: Callable[[Exchange], Awaitable[None]]
+    health: Callable[[], str | None],
+    raw: Raw,
+    stream: Callable[[Exchange], Awaitable[None]],
+    window: Callable[[], Awaitable[Answer]] | None = None,
 ) -> Handler:
     """The plain-HTTP handler for front.diverting; health() returns None when healthy, else why not."""
     folder = resources.files("fedmsg_websocket") / "static"
@@ -50,6 +53,9 @@ def make_router(
             await stream(exchange)
         elif path == "/raw":
             exchange.respond(await raw.answer(exchange.request.query))
+        elif path == "/window" and window is not None:
+            # The time this window holds, for the peers' back-fill (backfill.Coverage).
+            exchange.respond(await window())
         elif path == "/healthz":
             problem = health()
             if problem is None:

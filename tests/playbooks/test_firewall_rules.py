@@ -86,6 +86,8 @@ def test_gateways_admit_their_ports_from_the_proxies_and_nrpe_from_nagios(
             inventory["fedmsg_websocket_port"],
             inventory["fedmsg_gateway_health_port"],
         },
+        # The other gateways: each back-fills its catch-up window from the others' /raw.
+        "from busgateway": {inventory["fedmsg_websocket_port"]},
         "from monitoring": {5666},
     }
 
