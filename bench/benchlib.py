@@ -6,7 +6,6 @@ Imported by the scripts next to it (`python bench/X.py` puts bench/ on sys.path)
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import socket
@@ -26,10 +25,13 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SRC = str(ROOT / "src")
 sys.path.insert(0, SRC)
+sys.path.insert(0, str(ROOT / "tests"))
+
+from kit.haproxy_role import render  # noqa: E402  (the role's haproxy.cfg, as the tests render it)
+from kit.haproxy_socket import query  # noqa: E402
 
 from fedmsg_gateway.check import parse_metrics  # noqa: E402  (the daemon's own parser, from src/)
 
-ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
 HAPROXY = shutil.which("haproxy", path="/usr/sbin:/usr/bin") or "haproxy"
 PROXY = "fedmsg-raw-zmq"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -85,14 +87,16 @@ def start_gateway(
     binds: list[str],
     metrics: str = "",
     stderr: int | None = subprocess.DEVNULL,
+    *,
     config: Path | None = None,
+    health: str = "",
 ) -> subprocess.Popen[bytes]:
     """The real gateway from src/ as a subprocess; returns once it is READY (ports bound).
 
-    `config`: a TOML file for the keys the command line does not set (endpoints, binds and metrics
-    given here win).
+    `config`: a TOML file for the keys the command line does not set (endpoints, binds, metrics and
+    health given here win). `health`: the address of its /healthz (haproxy's check), "" for none.
     """
-    command = ["--metrics", metrics]
+    command = ["--metrics", metrics, "--health", health]
     if config is not None:
         command += ["--config", str(config)]
     for url in endpoints:
@@ -102,29 +106,45 @@ def start_gateway(
     return start_daemon("fedmsg_gateway", command, stderr)
 
 
+def _read_from(port: int, request: bytes, enough: Callable[[bytes], bool]) -> float:
+    """Seconds from connecting to 127.0.0.1:`port` until what it sent satisfies `enough` (or it closed)."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(request)
+        received = b""
+        while not enough(received) and (chunk := sock.recv(4096)):
+            received += chunk
+    return time.monotonic() - start
+
+
+def greeting_seconds(port: int) -> float:
+    """What the ZMTP check did: connect to the gateway's public port, wait for its 10-byte signature."""
+    return _read_from(port, b"", lambda received: len(received) >= 10)
+
+
+def healthz_seconds(port: int) -> float:
+    """What haproxy's health check does: GET /healthz on the gateway's health port, until the answer ends."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: fedmsg-gateway\r\n\r\n"
+    return _read_from(port, request, lambda received: False)
+
+
 class GreetingProbe:
-    """What haproxy's health check does, every `interval` s in a thread: connect to the gateway and
-    time its 10-byte ZMTP signature. Under load this is how close the check comes to its timeout.
+    """A health check's round trip, every `interval` s in a thread: by default the ZMTP greeting of the
+    gateway's public `port`. Under load this is how close the check comes to its timeout.
     """
 
-    def __init__(self, port: int, interval: float = 0.5) -> None:
-        self.port, self.interval = port, interval
+    def __init__(
+        self, port: int, interval: float = 0.5, measure: Callable[[int], float] = greeting_seconds
+    ) -> None:
+        self.port, self.interval, self._measure = port, interval, measure
         self.seconds: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _greeting(self) -> float:
-        start = time.monotonic()
-        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as sock:
-            received = b""
-            while len(received) < 10 and (chunk := sock.recv(10 - len(received))):
-                received += chunk
-        return time.monotonic() - start
-
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.seconds.append(self._greeting())
+            self.seconds.append(self._measure(self.port))
 
     def stop(self) -> list[float]:
         self._stop.set()
@@ -137,22 +157,56 @@ def gateway_metrics(address: str) -> dict[str, float]:
         return parse_metrics(response.read().decode())
 
 
+class StandInHealth:
+    """GET /healthz answered 200 from this process, for a relay without one (the plain zmq.proxy
+    baseline), so that haproxy's health check passes for it as for the gateway."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "3")
+                self.end_headers()
+                self.wfile.write(b"ok\n")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 class Haproxy:
     """haproxy in the foreground with the configuration roles/haproxy renders (bench/render-haproxy.yml).
 
-    Listens on 127.0.0.1:`port` in front of the gateway ports `backends` on 127.0.0.1; `overrides` are
-    role variables (e.g. maxconn). The per-source limit is off by default: every bench client comes
-    from 127.0.0.1.
+    Listens on 127.0.0.1:`port` in front of the gateway ports `backends` on 127.0.0.1, health-checked on
+    `check_port` (the gateway's --health port); `overrides` are role variables (e.g. maxconn); `edit`
+    rewrites the rendered text. The per-source limit is off by default: every bench client comes from
+    127.0.0.1.
     """
 
-    def __init__(self, workdir: Path, backends: list[int], **overrides: object) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        backends: list[int],
+        check_port: int,
+        edit: Callable[[str], str] | None = None,
+        **overrides: object,
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.socket_path = str(workdir / "admin.sock")
         variables: dict[str, object] = {
-            "bench_haproxy_cfg": str(workdir / "haproxy.cfg"),
             "haproxy_fedmsg_bind": f"127.0.0.1:{self.port}",
             "haproxy_fedmsg_backend_ports": backends,
+            "haproxy_fedmsg_check_port": check_port,
             "haproxy_fedmsg_max_conn_per_source": 0,
             "haproxy_stats_socket": self.socket_path,
             "haproxy_stats_socket_group": "root",
@@ -160,19 +214,12 @@ class Haproxy:
             "haproxy_stats_password": "bench-only",
             "haproxy_websocket_enabled": False,
         } | overrides
-        inventory = workdir / "inventory.json"
-        inventory.write_text(json.dumps({"busgateway": {"hosts": {"127.0.0.1": {}}}}))
-        (workdir / "vars.json").write_text(json.dumps(variables))
-        playbook = [ANSIBLE_PLAYBOOK or "ansible-playbook", "-i", str(inventory)]
-        quiet = {"ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
-        subprocess.run(
-            [*playbook, "-e", f"@{workdir / 'vars.json'}", "render-haproxy.yml"],
-            cwd=BENCH,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            env=dict(os.environ, **quiet),
-        )
+        render(workdir, variables, ["127.0.0.1"])
         self.config = (workdir / "haproxy.cfg").read_text()
+        if edit is not None:
+            # A variant of the role's configuration (bench/failover.py's other health checks).
+            self.config = edit(self.config)
+            (workdir / "haproxy.cfg").write_text(self.config)
         self._log = (workdir / "haproxy.log").open("wb")
         command = [HAPROXY, "-db", "-f", str(workdir / "haproxy.cfg")]
         self.process = subprocess.Popen(command, stderr=self._log)
@@ -197,11 +244,7 @@ class Haproxy:
             time.sleep(0.1)
 
     def query(self, command: str) -> str:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(10)
-            sock.connect(self.socket_path)
-            sock.sendall(command.encode() + b"\n")
-            return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+        return query(self.socket_path, command, timeout=10)
 
     def stat(self, svname: str) -> dict[str, str]:
         rows = csv.DictReader(self.query("show stat").removeprefix("# ").splitlines())

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-from benchlib import Haproxy, Sink, Steered, free_port, raise_nofile, start_gateway
+from benchlib import Haproxy, Sink, StandInHealth, Steered, free_port, raise_nofile, start_gateway
 
 HWM = 160000  # the gateway's default, given to the plain proxy too
 TOPIC = b"org.fedoraproject.prod.bench.message"
@@ -74,6 +74,11 @@ class Lane:
         source_url = f"tcp://127.0.0.1:{self._source.bind_to_random_port('tcp://127.0.0.1')}"
         self.relay_url = f"tcp://127.0.0.1:{free_port()}"
         self.metrics = f"127.0.0.1:{free_port()}"
+        self.health_port = free_port()
+        # zmq.proxy has no /healthz: haproxy's check asks a stand-in in this process instead.
+        self._stand_in = StandInHealth() if kind == "zmq.proxy" else None
+        if self._stand_in is not None:
+            self.health_port = self._stand_in.port
         self.process = self._start_relay(kind, source_url)
         # Optionally behind haproxy: subscribers then connect to it, and it to the relay.
         self.haproxy: Haproxy | None = None
@@ -81,7 +86,11 @@ class Lane:
         if front is not None:
             relay_port = int(self.relay_url.rsplit(":", 1)[1])
             self.haproxy = Haproxy(
-                front, [relay_port], haproxy_fedmsg_maxconn=4000, haproxy_global_maxconn=4100
+                front,
+                [relay_port],
+                self.health_port,
+                haproxy_fedmsg_maxconn=4000,
+                haproxy_global_maxconn=4100,
             )
             self.sink_url = self.haproxy.url
 
@@ -94,7 +103,9 @@ class Lane:
             if process.stdout is None or process.stdout.readline() != b"ready\n":
                 sys.exit("plain proxy did not start")
             return process
-        return start_gateway([source_url], [self.relay_url], self.metrics)
+        return start_gateway(
+            [source_url], [self.relay_url], self.metrics, health=f"127.0.0.1:{self.health_port}"
+        )
 
     def connect_sink(self, subscribers: int, size: int) -> Sink:
         sink = Sink(self._ctx, self.sink_url, subscribers, size)
@@ -155,6 +166,8 @@ class Lane:
         self._source.close(linger=0)
         if self.haproxy is not None:
             self.haproxy.stop()
+        if self._stand_in is not None:
+            self._stand_in.stop()
         self.process.terminate()
         self.process.wait(10)
         return page

@@ -38,15 +38,23 @@ def run(count: int, backlog: int, give_up: float) -> dict[str, float | None]:
         ctx.set(zmq.MAX_SOCKETS, 4096)
         bus = ctx.socket(zmq.PUB)
         bus_url = f"tcp://127.0.0.1:{bus.bind_to_random_port('tcp://127.0.0.1')}"
-        port, metrics = free_port(), f"127.0.0.1:{free_port()}"
+        port, metrics, health_port = free_port(), f"127.0.0.1:{free_port()}", free_port()
         config = Path(workdir) / "gateway.toml"
         config.write_text(f"listen_backlog = {backlog}\n")
 
         def gateway() -> subprocess.Popen[bytes]:
-            return start_gateway([bus_url], [f"tcp://127.0.0.1:{port}"], metrics, config=config)
+            return start_gateway(
+                [bus_url],
+                [f"tcp://127.0.0.1:{port}"],
+                metrics,
+                config=config,
+                health=f"127.0.0.1:{health_port}",
+            )
 
         daemon = gateway()
-        haproxy = Haproxy(Path(workdir), [port], haproxy_fedmsg_maxconn=9800, haproxy_global_maxconn=9900)
+        haproxy = Haproxy(
+            Path(workdir), [port], health_port, haproxy_fedmsg_maxconn=9800, haproxy_global_maxconn=9900
+        )
         sink = Sink(ctx, haproxy.url, count, 1)
         try:
             deadline = time.monotonic() + 180

@@ -6,12 +6,14 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 import zmq
 
+from fedmsg_gateway import health
 from fedmsg_gateway.config import Config, load
-from fedmsg_gateway.exporter import Exporter
+from fedmsg_gateway.exporter import Exporter, HttpServer, health_server
 from fedmsg_gateway.journal import setup_logging
 from fedmsg_gateway.metrics import Metrics
 from fedmsg_gateway.notify import Heartbeat, bus_status, notify
@@ -31,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = daemon_parser(PROG, "Relay every fedmsg bus message to a public ZeroMQ PUB socket.")
     parser.add_argument("--bind", action="append", metavar="URL", help="public address to bind (repeatable)")
     parser.add_argument("--hwm", metavar="N", help="send high-water mark per subscriber, in messages")
+    parser.add_argument(
+        "--health", metavar="HOST:PORT", help='health check HTTP address (GET /healthz), "" disables'
+    )
     return parser
 
 
@@ -39,7 +44,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     config = settings_or_exit(
         PROG,
         lambda: load(
-            args.config, endpoints=args.endpoint, binds=args.bind, send_hwm=args.hwm, metrics=args.metrics
+            args.config,
+            endpoints=args.endpoint,
+            binds=args.bind,
+            send_hwm=args.hwm,
+            metrics=args.metrics,
+            health=args.health,
         ),
         args.check_config,
     )
@@ -52,7 +62,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def run(config: Config) -> int:
     """Relay until SIGTERM/SIGINT (0) or until the relay fails (1)."""
-    context = zmq.Context()
+    context = zmq.Context(io_threads=config.io_threads)
     try:
         relay = Relay(context, config)
     except SetupError as exc:
@@ -61,27 +71,39 @@ def run(config: Config) -> int:
         return 1
     tracker = SubscriberTracker(relay.monitor)
     metrics = Metrics(relay, lambda: tracker.count)
-    exporter = None
+    wanted: list[tuple[str, str, Callable[[], HttpServer]]] = []  # what, URL, server
     if config.metrics:
+        wanted.append(
+            ("metrics", f"http://{config.metrics}/metrics", lambda: Exporter(config.metrics, metrics.render))
+        )
+    if config.health:
+        problem = health.checker(relay.is_alive, lambda: metrics.answered_at)
+        wanted.append(
+            ("health check", f"http://{config.health}/healthz", lambda: health_server(config.health, problem))
+        )
+    servers: list[HttpServer] = []
+    for what, address, make in wanted:
         try:
-            exporter = Exporter(config.metrics, metrics.render)
+            servers.append(make())
         except OSError as exc:
-            log.error("cannot serve metrics on %s: %s", config.metrics, exc.strerror or exc)
+            log.error("cannot serve %s on %s: %s", what, address, exc.strerror or exc)
+            for server in servers:
+                server.stop()
             relay.close()
             relay.monitor.close(linger=0)
             context.term()
             return 1
-        log.info("metrics on http://%s/metrics", config.metrics)
+        log.info("%s on %s", what, address)
     tracker.start()
     relay.start()
     metrics.start()
-    if exporter is not None:
-        exporter.start()
+    for server in servers:
+        server.start()
     notify("READY=1")
     log.info("relaying %d endpoint(s) to %s", len(config.endpoints), ", ".join(config.binds))
     status = _wait_for_stop(relay, Heartbeat(lambda: _status(metrics)))
-    if exporter is not None:
-        exporter.stop()
+    for server in servers:
+        server.stop()
     metrics.stop(_STOP_TIMEOUT)
     tracker.stop(_STOP_TIMEOUT)
     if relay.stop(_STOP_TIMEOUT):

@@ -16,7 +16,9 @@ from fedmsg_gateway.settings import (
     endpoint_list,
     expect_bool,
     expect_int,
+    listen_address,
     metrics_address,
+    optional_listen_key,
     parse_host_port,
     parse_int_flag,
     read_toml,
@@ -42,6 +44,12 @@ class Config(SocketSettings):
     # caps it at net.core.somaxconn (4096 by default).
     listen_backlog: int = 4096
     metrics: str = "127.0.0.1:9941"
+    # haproxy's health check: GET /healthz, served by a Python thread, outside libzmq's I/O thread
+    # (which greets late when it is busy fanning out). "": off.
+    health: str = ""
+    # libzmq I/O threads (ZMQ_IO_THREADS): they accept, greet and write to the subscribers' sockets. A
+    # second one on 2 shared cores kept the greeting slow and the fan-out within noise (bench/failover.py).
+    io_threads: int = 1
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Config)}
@@ -49,6 +57,7 @@ _FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 _INT_MINIMUM = {
     "send_hwm": 0,
     "listen_backlog": 1,
+    "io_threads": 1,
     **SOCKET_INT_MINIMUM,
 }
 
@@ -64,6 +73,8 @@ def _validate(key: str, value: object) -> object:
         return value
     if key == "metrics":
         return metrics_address(value)
+    if key == "health":
+        return optional_listen_key(value)
     if key == "tcp_keepalive":
         return expect_bool(value)
     return expect_int(value, _INT_MINIMUM[key])
@@ -76,6 +87,7 @@ def load(
     binds: list[str] | None = None,
     send_hwm: str | None = None,
     metrics: str | None = None,
+    health: str | None = None,
 ) -> Config:
     """Build the Config from an optional TOML file, then command-line values (which win)."""
     settings: dict[str, object] = {}
@@ -90,13 +102,26 @@ def load(
         overrides["send_hwm"] = parse_int_flag("--hwm", send_hwm)
     if metrics is not None:
         overrides["metrics"] = metrics
+    if health is not None:
+        overrides["health"] = health
     apply(settings, overrides, "", _FIELDS, _validate)
     if "endpoints" not in settings:
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}endpoints: at least one endpoint is required (or use --endpoint)")
     config = Config(**settings)  # type: ignore[arg-type]
-    problem = reconnect_error(config)
+    problem = reconnect_error(config) or _shared_address(config)
     if problem is not None:
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}{problem}")
     return config
+
+
+def _shared_address(config: Config) -> str | None:
+    """Why `health` cannot be bound beside `metrics` (one line naming the key), or None."""
+    if not (config.health and config.metrics):
+        return None
+    health_host, health_port = listen_address(config.health)
+    metrics_host, metrics_port = parse_host_port(config.metrics)
+    if health_port == metrics_port and health_host in (None, metrics_host):
+        return f"health: {config.health!r} overlaps metrics ({config.metrics!r}): give it a port of its own"
+    return None

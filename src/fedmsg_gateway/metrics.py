@@ -38,6 +38,8 @@ class Metrics(Worker):
         self._subscribers = subscribers
         self._counters = Counters(0, 0, 0, 0)
         self._answered = False
+        #: time.monotonic() of the proxy loop's latest STATISTICS answer; None before the first.
+        self.answered_at: float | None = None
         # Before the first message, the age counts from start: a gateway that never received anything
         # is as stale as one that stopped receiving. Both clocks: the age must not jump with the wall
         # clock, the timestamp is what Prometheus compares with time().
@@ -61,6 +63,7 @@ class Metrics(Worker):
                         self._last_change_wall = time.time()
                     self._counters = counters
                     self._answered = True
+                    self.answered_at = time.monotonic()
                 if self._stopping.wait(POLL_INTERVAL):
                     return
         except zmq.ZMQError:

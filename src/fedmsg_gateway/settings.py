@@ -76,6 +76,28 @@ def parse_host_port(value: str) -> tuple[str, int]:
     return match["host"], check_port(match["port"], value)
 
 
+def listen_address(value: str) -> tuple[str | None, int]:
+    """(host, port) from "HOST:PORT" or "*:PORT" (host None: every address)."""
+    if value.startswith("*:"):
+        return None, parse_host_port(f"localhost:{value[2:]}")[1]
+    return parse_host_port(value)
+
+
+def listen_key(value: object) -> str:
+    """A listen address key: "HOST:PORT" or "*:PORT"."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected HOST:PORT or *:PORT, got {value!r}")
+    listen_address(value)
+    return value
+
+
+def optional_listen_key(value: object) -> str:
+    """A listen address key that may be "" (off)."""
+    if value == "":
+        return ""
+    return listen_key(value)
+
+
 def _check_url(value: str, pattern: re.Pattern[str], form: str) -> None:
     if value.startswith("ipc://") and len(value) > len("ipc://"):
         return

@@ -18,7 +18,7 @@ import zmq
 
 from fedmsg_gateway.sockets import tune
 from fedmsg_websocket.config import Config
-from fedmsg_websocket.frames import Outgoing, outgoing
+from fedmsg_websocket.frames import Cursors, Outgoing, outgoing
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,12 @@ class SetupError(Exception):
 class BusReader:
     """SUB socket connected to every endpoint, subscribed to everything, read by its own thread."""
 
-    def __init__(self, context: zmq.Context, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, context: zmq.Context, config: Config, loop: asyncio.AbstractEventLoop, first_cursor: int = 0
+    ) -> None:
         self._loop = loop
+        # Cursors continue after the newest one in the window (owned by the reader thread).
+        self._cursors = Cursors(first_cursor)
         self._sock = context.socket(zmq.SUB)
         self._sock.setsockopt(zmq.RCVHWM, config.receive_hwm)
         tune(self._sock, config)
@@ -72,7 +76,7 @@ class BusReader:
     def stop(self, timeout: float) -> bool:
         """Stop the thread (if it was started); True once it has stopped and the socket is closed."""
         self._stopping.set()
-        if self._thread.ident is not None:  # a start-up failure stops a reader that never started
+        if self._thread.ident is not None:  # started (a failed bind stops it before it ever ran)
             self._thread.join(timeout)
         if self._thread.is_alive():
             return False
@@ -96,7 +100,7 @@ class BusReader:
             except zmq.Again:
                 break
             self.received += 1
-            ready = outgoing(frames)
+            ready = outgoing(frames, self._cursors)
             if ready is None:
                 self.skipped += 1
             else:

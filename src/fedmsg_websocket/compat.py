@@ -4,9 +4,9 @@ Debian 12 ships websockets 10.4; current PyPI is past 14.0. Both have an asyncio
 `serve(handler, host, port, ...)`, connection methods (`recv`, `close(code, reason)`, `transport`) and a
 synchronous `broadcast()`, but 10.4 has only the implementation that 14.0 renamed `websockets.legacy` and
 deprecated (importing `websockets.legacy` warns from 14.0 on, and it is due for removal), while the new one
-(`websockets.asyncio`, 13.0+) differs in what `process_request` receives and returns. So: the new API
+(`websockets.asyncio`, 13.0+) differs in its hooks and connection factory. So: the new API
 where it exists, the legacy one only where nothing else exists (no warning on either), and the difference
-confined to the two small `process_request` adapters below.
+confined to which connection class start_server() subclasses (front.py serves plain HTTP itself).
 """
 
 from __future__ import annotations
@@ -15,18 +15,19 @@ import asyncio
 import dataclasses
 import http
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 import websockets
 
 try:
-    from websockets.asyncio.server import broadcast, serve
-    from websockets.datastructures import Headers
-    from websockets.http11 import Response
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
 
     NEW_API = True
 except ImportError:  # websockets < 13: Debian 12's 10.4
     from websockets.legacy.protocol import broadcast  # type: ignore[assignment,no-redef]
+    from websockets.legacy.server import (  # type: ignore[assignment,no-redef]
+        WebSocketServerProtocol as ServerConnection,
+    )
     from websockets.legacy.server import serve  # type: ignore[assignment,no-redef]
 
     NEW_API = False
@@ -36,7 +37,6 @@ __all__ = [
     "VERSION",
     "Answer",
     "Connection",
-    "Router",
     "Server",
     "buffered_bytes",
     "send_to",
@@ -55,6 +55,7 @@ class Connection(Protocol):
     @property
     def remote_address(self) -> object: ...
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+    async def send(self, message: str) -> None: ...
     def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
 
@@ -63,20 +64,9 @@ class Server(Protocol):
     async def wait_closed(self) -> None: ...
 
 
-class _Headers(Protocol):
-    def get(self, key: str, default: str) -> str: ...
-
-
-class _Request(Protocol):
-    @property
-    def path(self) -> str: ...
-    @property
-    def headers(self) -> _Headers: ...
-
-
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """A plain HTTP response given instead of the WebSocket handshake."""
+    """A whole plain-HTTP response (front.py writes it)."""
 
     status: http.HTTPStatus
     content_type: str
@@ -92,50 +82,20 @@ class Answer:
         ]
 
 
-#: (path without the query string, whether the request asks for a WebSocket upgrade) -> an answer, or
-#: None to go on with the handshake.
-Router = Callable[[str, bool], Answer | None]
-
-
-def _wants_upgrade(headers: _Headers) -> bool:
-    return "websocket" in headers.get("Upgrade", "").lower()
-
-
-def _route(router: Router, target: str, headers: _Headers) -> Answer | None:
-    return router(target.split("?", 1)[0], _wants_upgrade(headers))
-
-
-def _new_api_hook(router: Router) -> Callable[[object, _Request], object]:
-    def process_request(connection: object, request: _Request) -> object:
-        answer = _route(router, request.path, request.headers)
-        if answer is None:
-            return None
-        return Response(answer.status.value, answer.status.phrase, Headers(answer.headers()), answer.body)
-
-    return process_request
-
-
-def _legacy_hook(router: Router) -> Callable[[str, _Headers], Awaitable[object]]:
-    # 10.4 warns unless process_request is a coroutine.
-    async def process_request(path: str, headers: _Headers) -> object:
-        answer = _route(router, path, headers)
-        if answer is None:
-            return None
-        return answer.status, answer.headers(), answer.body
-
-    return process_request
-
-
 async def start_server(
     handler: Callable[[Connection], Awaitable[None]],
     host: str | None,
     port: int,
-    router: Router,
+    divert: Callable[[type[Any]], type[Any]],
     **options: object,
 ) -> Server:
-    """Bind and start serving; the returned server has close() and wait_closed() in both APIs."""
-    hook = _new_api_hook(router) if NEW_API else _legacy_hook(router)
-    return await serve(handler, host, port, process_request=hook, **options)
+    """Bind and start serving; the returned server has close() and wait_closed() in both APIs.
+
+    `divert(base)` returns the subclass of the API's connection class to use (front.diverting): both
+    APIs take a factory for it, and both classes are asyncio Protocols.
+    """
+    options["create_connection" if NEW_API else "create_protocol"] = divert(ServerConnection)
+    return await serve(handler, host, port, **options)
 
 
 def buffered_bytes(connection: Connection) -> int:

@@ -16,6 +16,8 @@ from fedmsg_gateway.settings import (
     endpoint_list,
     expect_bool,
     expect_int,
+    listen_address,
+    listen_key,
     metrics_address,
     parse_host_port,
     read_toml,
@@ -36,8 +38,19 @@ class Config(SocketSettings):
     bind: str = "*:9919"
     # Beside its 9919, clear of the gateway's ports (9940-9944 in the inventories, metrics on 9941).
     metrics: str = "127.0.0.1:9929"
-    # "": no state on disk yet (the catch-up window will live here).
+    # Where the catch-up window lives (window.py); "": no window (/raw answers 503, resumes start live).
     state_dir: str = ""
+    # The window keeps messages for this many seconds, and at most this many payload bytes (topic + body):
+    # Fedora's bus (~0.7 msg/s of ~3 KB) fills 7 days with ~423000 messages, ~1.3 GB; 2 GiB keeps the 7 days
+    # up to ~1.1 msg/s on average, and the newest 2 GiB beyond that.
+    window_max_age: int = 7 * 24 * 3600
+    window_max_bytes: int = 2 * 1024 * 1024 * 1024
+    # A resume (SSE Last-Event-ID, the WebSocket resume frame) replays at most this many of the newest
+    # stored messages before going live: ~8 h of Fedora's bus, ~60 MB at 3 KB.
+    resume_max_messages: int = 20000
+    # The other gateways' fedmsg-websocket (http://HOST:PORT): on start the window's gaps are fetched from
+    # their /raw (backfill.py). Empty: the daemon answers with what it has.
+    peers: tuple[str, ...] = ()
     # Bytes waiting to be written to one client before it is closed as too slow. 16 MiB holds a burst of
     # ~5000 typical (3 KB) messages for a client that reads at full speed but started behind.
     max_queue_bytes: int = 16 * 1024 * 1024
@@ -58,6 +71,9 @@ class Config(SocketSettings):
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 _INT_MINIMUM = {
+    "window_max_age": 60,
+    "window_max_bytes": 1024 * 1024,
+    "resume_max_messages": 1,
     "max_queue_bytes": 65536,
     "max_frame_bytes": 128,
     "max_subscriptions": 1,
@@ -66,13 +82,6 @@ _INT_MINIMUM = {
     "listen_backlog": 1,
     **SOCKET_INT_MINIMUM,
 }
-
-
-def listen_address(value: str) -> tuple[str | None, int]:
-    """(host, port) for asyncio from "HOST:PORT" or "*:PORT" (None: every address, IPv4 and IPv6)."""
-    if value.startswith("*:"):
-        return None, parse_host_port(f"localhost:{value[2:]}")[1]
-    return parse_host_port(value)
 
 
 def _state_dir(value: object) -> str:
@@ -85,11 +94,15 @@ def _state_dir(value: object) -> str:
     return value
 
 
-def _bind(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected HOST:PORT or *:PORT, got {value!r}")
-    listen_address(value)
-    return value
+def _peers(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(peer, str) for peer in value):
+        raise ValueError(f"expected a list of base URLs http://HOST:PORT, got {value!r}")
+    for peer in value:
+        scheme, _, rest = peer.partition("://")
+        if scheme not in ("http", "https") or not rest.rstrip("/") or "/" in rest.rstrip("/"):
+            raise ValueError(f"expected a base URL http://HOST:PORT, got {peer!r}")
+        parse_host_port(rest.rstrip("/"))
+    return tuple(peer.rstrip("/") for peer in value)
 
 
 def _compression(value: object) -> str:
@@ -100,10 +113,11 @@ def _compression(value: object) -> str:
 
 _VALIDATORS: dict[str, Callable[[object], object]] = {
     "endpoints": endpoint_list,
-    "bind": _bind,
+    "bind": listen_key,
     "metrics": metrics_address,
     "state_dir": _state_dir,
     "compression": _compression,
+    "peers": _peers,
     "tcp_keepalive": expect_bool,
 }
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 
 from websockets.exceptions import ConnectionClosed
 
-from fedmsg_websocket.compat import Connection, Router, Server, start_server
+from fedmsg_websocket.catchup import Catchup
+from fedmsg_websocket.compat import Connection, Server, start_server
 from fedmsg_websocket.config import Config, listen_address
-from fedmsg_websocket.frames import subscription
+from fedmsg_websocket.frames import Outgoing, resume_point, subscription, websocket_frame
+from fedmsg_websocket.front import Handler, diverting
 from fedmsg_websocket.registry import Registry
+from fedmsg_websocket.window import Row
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +24,27 @@ MESSAGE_TOO_BIG = 1009
 CLOSE_TIMEOUT = 1.0
 
 
-class Clients:
-    """Reads what clients send: subscriptions go to the registry, everything else is counted and dropped."""
+class WebsocketSender:
+    """A resumed WebSocket client's backlog: frames like the live ones, sent with flow control."""
 
-    def __init__(self, registry: Registry[Connection], max_subscriptions: int) -> None:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def send_row(self, row: Row) -> None:
+        await self._connection.send(websocket_frame(row.topic, row.body.decode(), row.cursor))
+
+    async def send_live(self, message: Outgoing) -> None:
+        await self._connection.send(message.frame)
+
+
+class Clients:
+    """Reads what clients send: subscriptions go to the registry, one resume frame starts a resume
+    (catchup.py), everything else is counted and dropped."""
+
+    def __init__(self, registry: Registry[Connection], max_subscriptions: int, catchup: Catchup) -> None:
         self._registry = registry
         self._max_subscriptions = max_subscriptions
+        self._catchup = catchup
         #: Connections accepted, client frames ignored, clients closed for an oversized frame.
         self.accepted = 0
         self.ignored = 0
@@ -33,13 +53,25 @@ class Clients:
     async def handle(self, connection: Connection) -> None:
         self._registry.add(connection)
         self.accepted += 1
+        # Each prefix with the cursor it was subscribed at (catchup.missed), and whether it resumed.
+        prefixes: dict[str, int] = {}
+        resumed = False
         try:
             async for message in connection:
                 prefix = subscription(message)
-                if prefix is None or self._registry.subscriptions(connection) >= self._max_subscriptions:
-                    self.ignored += 1
-                else:
+                if prefix is not None and len(prefixes) < self._max_subscriptions:
+                    prefixes.setdefault(prefix, self._catchup.position)
                     self._registry.subscribe(connection, prefix)
+                    continue
+                cursor = None if resumed or prefix is not None else resume_point(message)
+                # (A client closed as too slow has left the registry: it is not made live again.)
+                if cursor is None or connection not in self._registry:
+                    self.ignored += 1
+                    continue
+                # The client's frames wait meanwhile: later subscriptions are live from the end of it.
+                resumed = True
+                sender = WebsocketSender(connection)
+                await self._catchup.resume(connection, self._registry, prefixes, cursor, sender)
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == MESSAGE_TOO_BIG:
                 self.oversized += 1
@@ -47,14 +79,15 @@ class Clients:
             self._registry.remove(connection)
 
 
-async def serve(config: Config, clients: Clients, router: Router) -> Server:
-    """Bind the HTTP/WebSocket address (OSError if it cannot) and serve until the server is closed."""
+async def serve(config: Config, clients: Clients, router: Handler, plain: set[asyncio.Task[None]]) -> Server:
+    """Bind the HTTP/WebSocket address (OSError if it cannot) and serve until the server is closed; plain
+    HTTP requests are served by `router`, each a task in `plain` while it runs."""
     host, port = listen_address(config.bind)
     return await start_server(
         clients.handle,
         host,
         port,
-        router,
+        functools.partial(diverting, handler=router, tasks=plain),
         compression="deflate" if config.compression == "deflate" else None,
         max_size=config.max_frame_bytes,
         ping_interval=config.ping_interval or None,

@@ -82,7 +82,14 @@ def test_gateways_admit_their_ports_from_the_proxies_nrpe_and_metrics_from_monit
 ) -> None:
     assert production[GATEWAY] == {
         "public": {22},
-        "from proxies": {*INVENTORY["fedmsg_public_ports"], INVENTORY["fedmsg_websocket_port"]},
+        # The public ports, fedmsg-websocket's and the gateway's health check (haproxy's /healthz).
+        "from proxies": {
+            *INVENTORY["fedmsg_public_ports"],
+            INVENTORY["fedmsg_websocket_port"],
+            INVENTORY["fedmsg_gateway_health_port"],
+        },
+        # The other gateways: each back-fills its catch-up window from the others' /raw.
+        "from busgateway": {INVENTORY["fedmsg_websocket_port"]},
         # NRPE, and both daemons' metrics for Prometheus: the monitoring hosts only, never the proxies.
         "from monitoring": {
             5666,

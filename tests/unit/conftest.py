@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import pytest
 import zmq
-from gateway_harness import Daemon, Gateway
+from gateway_harness import Daemon, Gateway, bus_publisher, wait_subscribed
 from websocket_harness import WebsocketDaemon
 
 Started = TypeVar("Started", bound=Daemon)
@@ -37,6 +37,24 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
 @pytest.fixture
 def start_websocket(tmp_path: Path) -> Iterator[Callable[..., WebsocketDaemon]]:
     yield from _started(tmp_path, WebsocketDaemon)
+
+
+@pytest.fixture
+def start_windowed(
+    ctx: zmq.Context, start_websocket: Callable[..., WebsocketDaemon], tmp_path: Path
+) -> Callable[..., tuple[zmq.Socket, WebsocketDaemon]]:
+    """start(*extra_args) -> (a bus publisher, a ready fedmsg-websocket subscribed to it with its window in
+    tmp_path/state, which a test may have prepared)."""
+
+    def start(*args: str) -> tuple[zmq.Socket, WebsocketDaemon]:
+        state = tmp_path / "state"
+        state.mkdir(exist_ok=True)
+        pub, url = bus_publisher(ctx)
+        daemon = start_websocket([url], "--state-dir", str(state), *args)
+        wait_subscribed(pub)
+        return pub, daemon
+
+    return start
 
 
 @pytest.fixture(params=[Gateway, WebsocketDaemon], ids=["gateway", "websocket"])

@@ -47,3 +47,4 @@ def test_address_in_use_fails_before_ready(module: str, what: str) -> None:
     assert len(errors) == 1
     assert str(port) in errors[0]
     assert "in use" in errors[0]
+    assert "Traceback" not in result.stderr

@@ -26,6 +26,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (config.reconnect_interval_ms, config.reconnect_interval_max_ms) == (100, 1000)
     assert config.listen_backlog == 4096
     assert config.metrics == "127.0.0.1:9941"
+    assert (config.health, config.io_threads) == ("", 1)
 
 
 def test_every_key_from_file(tmp_path: Path) -> None:
@@ -44,6 +45,8 @@ reconnect_interval_ms = 250
 reconnect_interval_max_ms = 0
 listen_backlog = 512
 metrics = ""
+health = "*:9950"
+io_threads = 3
 """,
     )
     assert load(path) == Config(
@@ -59,6 +62,8 @@ metrics = ""
         reconnect_interval_max_ms=0,
         listen_backlog=512,
         metrics="",
+        health="*:9950",
+        io_threads=3,
     )
 
 
@@ -106,6 +111,12 @@ ENDPOINT = 'endpoints = ["tcp://127.0.0.1:3000"]\n'
         (ENDPOINT + 'metrics = "localhost"\n', "metrics", "HOST:PORT"),
         (ENDPOINT + 'metrics = "127.0.0.1:0"\n', "metrics", "1-65535"),
         (ENDPOINT + "metrics = 9941\n", "metrics", "HOST:PORT"),
+        (ENDPOINT + "health = 9950\n", "health", "HOST:PORT or *:PORT"),
+        (ENDPOINT + 'health = "9950"\n', "health", "HOST:PORT"),
+        (ENDPOINT + 'health = "*:70000"\n', "health", "1-65535"),
+        (ENDPOINT + 'health = "*:9941"\n', "health", "overlaps metrics ('127.0.0.1:9941')"),
+        (ENDPOINT + 'metrics = "192.0.2.1:9950"\nhealth = "192.0.2.1:9950"\n', "health", "overlaps"),
+        (ENDPOINT + "io_threads = 0\n", "io_threads", ">= 1"),
         ("", "endpoints", "at least one endpoint"),
         ("endpoints = []\n", "endpoints", "at least one endpoint"),
         ('endpoints = "tcp://127.0.0.1:3000"\n', "endpoints", "list of strings"),
@@ -146,6 +157,7 @@ def test_unreadable_file_is_named(tmp_path: Path) -> None:
         (["--endpoint", "tcp://bus:1", "--bind", "tcp://bus"], "binds: expected"),
         (["--endpoint", "tcp://bus:1", "--hwm", "lots"], "--hwm: expected an integer, got 'lots'"),
         (["--endpoint", "tcp://bus:1", "--metrics", "nowhere"], "metrics: expected HOST:PORT"),
+        (["--endpoint", "tcp://bus:1", "--health", "nowhere"], "health: expected HOST:PORT"),
         (["--endpoint", "tcp://bus:1", "--colour"], "unrecognized arguments: --colour"),
     ],
 )

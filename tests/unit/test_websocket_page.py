@@ -93,3 +93,56 @@ def test_page_shows_live_messages_in_chromium(
     target = os.environ.get("FEDMSG_PAGE_SCREENSHOT")
     if target:
         Path(target).write_bytes(png)
+
+
+SHOWN_INDEXES = (
+    "[...document.querySelectorAll('#messages li')]"
+    ".filter(li => li.querySelector('.topic').textContent === 'org.fedoraproject.prod.git.receive')"
+    ".map(li => JSON.parse(li.querySelector('pre').textContent).i).reverse()"
+)
+
+
+@pytest.mark.skipif(not browser.CHROMIUM_INSTALLED, reason="needs Debian's chromium (./dev installs it)")
+def test_page_resumes_what_it_missed_while_disconnected(
+    start_windowed: Callable[..., tuple[zmq.Socket, WebsocketDaemon]], start_websocket: StartWebsocket
+) -> None:
+    pub, daemon = start_windowed()
+    args = daemon.process.args
+    state, url = args[args.index("--state-dir") + 1], args[args.index("--endpoint") + 1]
+    with browser.start(daemon.http + "/") as page:
+        page.wait_for("document.getElementById('status')?.textContent.startsWith('connected')", TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while not page.evaluate("document.querySelectorAll('#messages li').length"):
+            assert time.monotonic() < deadline, "the page's subscription never took effect"
+            publish(pub, [("warmup", b"{}")])
+            time.sleep(0.1)
+        publish(pub, [git_message(i) for i in range(5)])
+        page.wait_for(f"{SHOWN_INDEXES}.length === 5", TIMEOUT)
+        # The browser goes offline: it cannot reconnect while the daemon restarts and 5 messages pass.
+        page.call("Network.enable")
+        offline = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+        page.call("Network.emulateNetworkConditions", offline=True, **offline)
+        daemon.stop()
+        page.wait_for("document.getElementById('status').textContent.startsWith('disconnected')", TIMEOUT)
+        restarted = start_websocket([url], "--state-dir", state, "--bind", f"127.0.0.1:{daemon.port}")
+        # (XPUB reports no repeated subscription: probe until the new daemon hears the bus.)
+        deadline = time.monotonic() + TIMEOUT
+        while not restarted.scrape()["messages_received_total"]:
+            assert time.monotonic() < deadline, "the restarted daemon never heard the bus"
+            publish(pub, [("probe", b"{}")])
+            time.sleep(0.1)
+        time.sleep(0.3)
+        probes = restarted.scrape()["messages_received_total"]
+        publish(pub, [git_message(i) for i in range(5, 10)])
+        restarted.wait_metrics(lambda s: s["messages_received_total"] == probes + 5)
+        assert restarted.scrape()["connections_total"] == 0, "the page came back before the messages"
+        page.call("Network.emulateNetworkConditions", offline=False, **offline)
+        page.wait_for(f"{SHOWN_INDEXES}.length === 10", TIMEOUT * 3)
+        publish(pub, [git_message(10)])
+        page.wait_for(f"{SHOWN_INDEXES}.length === 11", TIMEOUT)
+        time.sleep(0.3)  # anything else on its way would show now
+        shown = page.evaluate(SHOWN_INDEXES)
+    assert shown == list(range(11))
+    samples = restarted.scrape()
+    # The 5 it missed (and the probes) came from the window, through the page's resume frame.
+    assert (samples["resumes_total"], samples["resume_messages_total"]) == (1, probes + 5)

@@ -7,7 +7,10 @@ The clients are the installed websockets library's own (`websockets.connect` is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +26,8 @@ from gateway_harness import TIMEOUT, Daemon, free_port
 from fedmsg_gateway.check import parse_metrics
 
 WARMUP = "warmup"
+# The cursor the daemon adds to each frame, after the moksha keys.
+_CURSOR = re.compile(r', "id": "(\d+)"\}$')
 
 
 class WebsocketDaemon(Daemon):
@@ -72,14 +77,35 @@ async def subscribe(client: Any, *topics: str) -> None:  # noqa: ANN401
         await client.send(json.dumps({"topic": "__topic_subscribe__", "body": topic}))
 
 
-async def receive(client: Any, count: int) -> list[str]:  # noqa: ANN401
-    """The next `count` frames that are not warm-ups."""
-    frames: list[str] = []
+def split_cursor(frame: str) -> tuple[str, int]:
+    """(the moksha frame without its trailing `"id"` key, the cursor); the id must be there."""
+    match = _CURSOR.search(frame)
+    assert match is not None, f"no cursor in {frame[-60:]!r}"
+    return frame[: match.start()] + "}", int(match[1])
+
+
+async def receive_counting_warmups(client: Any, count: int) -> tuple[list[tuple[str, int]], int]:  # noqa: ANN401
+    """The next `count` frames that are not warm-ups, each split into (frame without id, cursor), and how
+    many warm-ups came among them."""
+    frames: list[tuple[str, int]] = []
+    warmups = 0
     while len(frames) < count:
         frame = await asyncio.wait_for(client.recv(), TIMEOUT)
-        if json.loads(frame)["topic"] != WARMUP:
-            frames.append(frame)
-    return frames
+        if json.loads(frame)["topic"] == WARMUP:
+            warmups += 1
+        else:
+            frames.append(split_cursor(frame))
+    return frames, warmups
+
+
+async def receive_cursors(client: Any, count: int) -> list[tuple[str, int]]:  # noqa: ANN401
+    """The next `count` frames that are not warm-ups, each split into (frame without id, cursor)."""
+    return (await receive_counting_warmups(client, count))[0]
+
+
+async def receive(client: Any, count: int) -> list[str]:  # noqa: ANN401
+    """The next `count` frames that are not warm-ups, without their cursor (compared with frame_for)."""
+    return [frame for frame, _ in await receive_cursors(client, count)]
 
 
 async def drain(client: Any) -> None:  # noqa: ANN401
@@ -128,3 +154,89 @@ def bus_message(index: int, topic: str = "org.fedoraproject.prod.git.receive") -
 def frame_for(topic: str, body: bytes) -> str:
     """What the daemon must send for a bus message: the body embedded as published."""
     return '{"topic": ' + json.dumps(topic) + ', "body": ' + body.decode() + "}"
+
+
+class SseClient:
+    """A Server-Sent Events client on a plain socket, so a test decides when it reads (and when it does
+    not: a small receive buffer makes the daemon wait for it)."""
+
+    def __init__(
+        self,
+        daemon: WebsocketDaemon,
+        path: str,
+        headers: dict[str, str] | None = None,
+        receive_buffer: int = 0,
+    ) -> None:
+        self.sock = socket.socket()
+        if receive_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(("127.0.0.1", daemon.port))
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{daemon.port}", "Accept: text/event-stream"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self._buffer = b""
+        head = self._until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+        self.status = int(head[0].split()[1])
+        self.headers = {
+            name.lower(): value.strip() for name, _, value in (h.partition(":") for h in head[1:])
+        }
+
+    def _until(self, marker: bytes) -> bytes:
+        while marker not in self._buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError(f"closed before {marker!r}")
+            self._buffer += chunk
+        found, _, self._buffer = self._buffer.partition(marker)
+        return found
+
+    def body(self) -> bytes:
+        """Everything until the daemon closes (for refusals)."""
+        while chunk := self.sock.recv(65536):
+            self._buffer += chunk
+        return self._buffer
+
+    def event(self) -> tuple[str | None, str, list[str]]:
+        """The next block: (id or None, data joined with line feeds, comment lines)."""
+        block = self._until(b"\n\n").decode()
+        cursor, data, comments = None, [], []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                comments.append(line)
+            elif line.startswith("id: "):
+                cursor = line[4:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+        return cursor, "\n".join(data), comments
+
+    def events(self, count: int) -> list[tuple[int, str]]:
+        """The next `count` events as (cursor, data), skipping comments and warm-ups."""
+        found: list[tuple[int, str]] = []
+        while len(found) < count:
+            cursor, data, _ = self.event()
+            if cursor is not None and json.loads(data)["topic"] != WARMUP:
+                found.append((int(cursor), data))
+        return found
+
+    def nothing_more(self, seconds: float = 0.3) -> bool:
+        """True if no event (comments aside) arrives within `seconds`."""
+        self.sock.settimeout(seconds)
+        try:
+            while True:
+                cursor, _, _ = self.event()
+                if cursor is not None:
+                    return False
+        except TimeoutError:
+            return True
+        finally:
+            self.sock.settimeout(TIMEOUT)
+
+    def closed(self) -> bool:
+        """Read what is left: True once the daemon closed or reset the connection (within TIMEOUT)."""
+        with contextlib.suppress(ConnectionResetError):
+            self.body()
+        return True
+
+    def close(self) -> None:
+        self.sock.close()

@@ -20,13 +20,13 @@ def connect_from(host: Host, target: str, port: int) -> str:
     return host.check_output("python3 -c %s %s %s", CONNECT, target, str(port)).strip()
 
 
-# The raw stream's gateway port and fedmsg-websocket's.
-GATEWAY_PORTS = pytest.mark.parametrize("port", [9940, 9919])
+# The raw stream's gateway port, fedmsg-websocket's, and the gateway's health check (haproxy's check).
+GATEWAY_PORTS = pytest.mark.parametrize("port", [9940, 9919, 9950])
 
 
 @GATEWAY_PORTS
 def test_a_client_cannot_bypass_haproxy_to_the_gateway(host: Host, port: int) -> None:
-    # Both daemons listen on every address: only the firewall refuses this.
+    # Both daemons listen on every address (the health check too): only the firewall refuses this.
     assert connect_from(host, "busgateway01", port) == "ConnectionRefusedError"
 
 

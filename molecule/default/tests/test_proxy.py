@@ -33,6 +33,21 @@ def test_every_gateway_server_is_up(host: Host) -> None:
     assert servers == {"busgateway01:9940": "UP"}
 
 
+def test_the_health_check_is_the_gateways_healthz(host: Host) -> None:
+    """haproxy asks GET /healthz on the gateway's health port (not the ZMTP greeting) and gets 200 ok."""
+    wait_until_gateways_up(host)
+    server = next(row for row in haproxy_stats_rows(host) if row["svname"] == "busgateway01:9940")
+    assert (server["check_status"], server["check_code"]) == ("L7OK", "200")
+    # What it answers, asked from the proxy as haproxy does (the firewall admits only the proxies).
+    healthz = "http://busgateway01:9950/healthz"
+    answer = host.check_output(
+        "python3 -c %s %s",
+        "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read())",
+        healthz,
+    )
+    assert answer == "b'ok\\n'"
+
+
 def test_haproxy_runs_with_the_configured_nofile(host: Host, group_vars: dict) -> None:
     configured = group_vars["proxies"]["haproxy_nofile"]
     # haproxy lowers its own soft limit to what maxconn needs; the hard limit is systemd's.

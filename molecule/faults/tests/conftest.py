@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 
 import pytest
-from faultkit import PROXY, Watch, container_ip
+from faultkit import PROXY, ServerStates, Watch, container_ip
 from kit.hosts import haproxy_stats_rows
 from kit.scenario import group_vars
 from kit.wait import wait_until
@@ -40,3 +40,11 @@ def watch(healthy: None, public_url: str) -> Iterator[Watch]:
     watch.wait_receiving()
     yield watch
     watch.close()
+
+
+@pytest.fixture
+def states(healthy: None) -> Iterator[ServerStates]:
+    """haproxy's server states every 50 ms (when checks failed, when DOWN or UP came)."""
+    states = ServerStates()
+    yield states
+    states.close()

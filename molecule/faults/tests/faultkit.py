@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,6 +192,86 @@ def record(name: str, result: dict[str, object]) -> None:
     figures = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     figures[name] = result
     REPORT.write_text(json.dumps(figures, indent=1))
+
+
+_STATES = """
+import csv, io, socket, sys, time
+while True:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/haproxy/admin.sock")
+    s.sendall(b"show stat\\n")
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    s.close()
+    now = time.monotonic()
+    for r in csv.DictReader(io.StringIO(out.decode(errors="replace").removeprefix("# "))):
+        if r["pxname"] == sys.argv[1] and r["svname"] not in ("FRONTEND", "BACKEND"):
+            status = r["status"].replace(" ", "_")
+            print(now, r["svname"], status, r["chkfail"] or 0, r["scur"], r["stot"], flush=True)
+    time.sleep(0.05)
+"""
+
+
+@dataclass(frozen=True)
+class State:
+    at: float  # CLOCK_MONOTONIC, shared by the containers and the host
+    status: str  # UP, DOWN, UP_1/2 (a check failed), ...
+    failed_checks: int
+    sessions: int
+    sessions_total: int
+
+
+class ServerStates:
+    """haproxy's view of every fedmsg-raw-zmq server every 50 ms, read by a loop inside proxy01 (no
+    exec per reading), stamped with CLOCK_MONOTONIC there: when a check first failed, when DOWN came."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            ["podman", "exec", "-i", "proxy01", "python3", "-u", "-c", _STATES, PROXY],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.states: dict[str, list[State]] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        wait_until(lambda: len(self.states) > 0, "haproxy's server states", 30)
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            at, server, status, failed, sessions, total = line.split()
+            with self._lock:
+                self.states.setdefault(server, []).append(
+                    State(float(at), status, int(failed), int(sessions), int(total))
+                )
+
+    def latest(self, server: str) -> State:
+        with self._lock:
+            return self.states[server][-1]
+
+    def first(self, server: str, since: float, condition: Callable[[State], bool]) -> float | None:
+        """The first reading at or after `since` that meets `condition`: its time, or None."""
+        with self._lock:
+            return next((s.at for s in self.states[server] if s.at >= since and condition(s)), None)
+
+    def first_state(self, server: str, since: float) -> State:
+        """The first reading at or after `since`."""
+        with self._lock:
+            return next(s for s in self.states[server] if s.at >= since)
+
+    def wait(self, server: str, since: float, condition: Callable[[State], bool], what: str) -> float:
+        """Seconds from `since` until `condition` first held (fails the test after 60 s)."""
+        wait_until(lambda: self.first(server, since, condition) is not None, what, 60)
+        found = self.first(server, since, condition)
+        assert found is not None
+        return found - since
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+        self._thread.join(5)
 
 
 def gateway_rss_kib(name: str) -> int:

@@ -1,4 +1,5 @@
-// fedmsg live: the moksha livesocket protocol from the page that the daemon serves.
+// fedmsg live: the moksha livesocket protocol from the page that the daemon serves, with the daemon's
+// resume extension: after a reconnect it asks for what it missed since the last message it showed.
 // Everything from the bus is shown with textContent, never parsed as markup.
 "use strict";
 
@@ -16,6 +17,8 @@ let socket = null;
 let retryMs = RETRY_FIRST_MS;
 let retryTimer = null;
 let received = 0;
+// The cursor ("id") of the last message shown for the current subscriptions; null: start live.
+let lastId = null;
 
 function url() {
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -42,12 +45,16 @@ function connect() {
     for (const topic of wanted) {
       ws.send(JSON.stringify({ topic: "__topic_subscribe__", body: topic }));
     }
+    // A reconnect: everything after the last message shown, from the daemon's window, then live.
+    if (lastId !== null) ws.send(JSON.stringify({ topic: "__resume__", body: { cursor: lastId } }));
     show(`connected to ${url()}, subscribed to ${wanted.join(" ")}; ${received} received`, false);
   };
   ws.onmessage = (event) => {
     if (ws !== socket) return;
     received += 1;
-    add(JSON.parse(event.data));
+    const message = JSON.parse(event.data);
+    if (typeof message.id === "string") lastId = message.id;
+    add(message);
     show(`connected to ${url()}, subscribed to ${wanted.join(" ")}; ${received} received`, false);
   };
   ws.onclose = (event) => {
@@ -109,6 +116,7 @@ form.addEventListener("submit", (event) => {
   socket = null;
   if (old) old.close(1000, "new subscription");
   retryMs = RETRY_FIRST_MS;
+  lastId = null; // new subscriptions start live
   connect();
 });
 
