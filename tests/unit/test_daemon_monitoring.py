@@ -217,9 +217,10 @@ def _stderr_of_failed_start(tmp_path: Path, module: str, on_journal: bool) -> st
 @pytest.mark.parametrize("module", sorted(PREFIXES))
 def test_logs_carry_journal_priorities_only_on_the_journal_stream(tmp_path: Path, module: str) -> None:
     journal = _stderr_of_failed_start(tmp_path, module, on_journal=True).splitlines()
-    assert any(re.fullmatch(r"<3>cannot serve metrics on 127\.0\.0\.1:\d+: .+", line) for line in journal), (
-        journal
-    )
+    assert any(
+        re.fullmatch(r"<3>cannot serve metrics on (http://)?127\.0\.0\.1:\d+(/metrics)?: .+", line)
+        for line in journal
+    ), journal
     assert any(line.startswith("<6>connecting to tcp://127.0.0.1:1") for line in journal), journal
     assert all(re.match(r"<[2-7]>", line) for line in journal), journal
 
