@@ -14,8 +14,9 @@ import zmq
 from fedmsg_gateway import health
 from fedmsg_gateway.config import Config, load
 from fedmsg_gateway.exporter import Exporter, HttpServer, health_server
+from fedmsg_gateway.journal import setup_logging
 from fedmsg_gateway.metrics import Metrics
-from fedmsg_gateway.notify import notify, watchdog_interval
+from fedmsg_gateway.notify import Heartbeat, bus_status, notify
 from fedmsg_gateway.relay import Relay, SetupError
 from fedmsg_gateway.settings import daemon_parser, settings_or_exit
 from fedmsg_gateway.subscribers import SubscriberTracker
@@ -24,8 +25,6 @@ log = logging.getLogger("fedmsg_gateway")
 
 PROG = "fedmsg-gateway"
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-# How often the main thread checks the relay thread when no watchdog interval is set.
-_CHECK_INTERVAL = 1.0
 # Per-component shutdown allowance; all of them together stay well under systemd's 2 s expectation.
 _STOP_TIMEOUT = 0.5
 
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         ),
         args.check_config,
     )
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    setup_logging()
     # Block the stop signals before any thread exists (threads inherit the mask, libzmq's included):
     # the main thread then takes them synchronously with sigtimedwait, no handler races.
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
@@ -102,7 +101,7 @@ def run(config: Config) -> int:
         server.start()
     notify("READY=1")
     log.info("relaying %d endpoint(s) to %s", len(config.endpoints), ", ".join(config.binds))
-    status = _wait_for_stop(relay)
+    status = _wait_for_stop(relay, Heartbeat(lambda: _status(metrics)))
     for server in servers:
         server.stop()
     metrics.stop(_STOP_TIMEOUT)
@@ -115,10 +114,15 @@ def run(config: Config) -> int:
     return status
 
 
-def _wait_for_stop(relay: Relay) -> int:
-    interval = watchdog_interval()
+def _status(metrics: Metrics) -> str:
+    """What `systemctl status fedmsg-gateway` shows."""
+    peers = f"{metrics.subscribers} subscribers" + ("" if metrics.up else ", relay not answering")
+    return bus_status(peers, metrics.last_message_age, metrics.received_any)
+
+
+def _wait_for_stop(relay: Relay, heartbeat: Heartbeat) -> int:
     while True:
-        received = signal.sigtimedwait(_STOP_SIGNALS, interval or _CHECK_INTERVAL)
+        received = signal.sigtimedwait(_STOP_SIGNALS, heartbeat.tick)
         if received is not None:
             notify("STOPPING=1")
             log.info("stopping on %s", signal.Signals(received.si_signo).name)
@@ -126,8 +130,7 @@ def _wait_for_stop(relay: Relay) -> int:
         if not relay.is_alive():
             log.error("relay thread died; exiting")
             return 1
-        if interval:
-            notify("WATCHDOG=1")
+        heartbeat.beat()
 
 
 if __name__ == "__main__":

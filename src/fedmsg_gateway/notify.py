@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Callable
 
 
 def notify(state: str) -> None:
@@ -33,3 +35,41 @@ def watchdog_interval() -> float | None:
     except ValueError:
         return None
     return seconds if seconds > 0 else None
+
+
+#: How often the main loops wake up when systemd's watchdog does not ask for more: how soon a dead
+#: worker thread is noticed.
+CHECK_INTERVAL = 1.0
+#: How often STATUS= (what `systemctl status` shows) is refreshed.
+STATUS_INTERVAL = 5.0
+
+
+class Heartbeat:
+    """What a daemon's main loop tells systemd while it runs: WATCHDOG=1 and STATUS=.
+
+    The loop waits `tick` seconds at a time (at most half the watchdog timeout, at most a second) and
+    calls beat() after each wait: a watched daemon pings on every beat, STATUS= goes out every
+    STATUS_INTERVAL.
+    """
+
+    def __init__(self, status: Callable[[], str]) -> None:
+        self._watched = watchdog_interval() is not None
+        self._status = status
+        self.tick = min(watchdog_interval() or CHECK_INTERVAL, CHECK_INTERVAL)
+        self._next_status = time.monotonic()
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        lines = ["WATCHDOG=1"] if self._watched else []
+        if now >= self._next_status:
+            lines.append(f"STATUS={self._status()}")
+            self._next_status = now + STATUS_INTERVAL
+        if lines:
+            notify("\n".join(lines))
+
+
+def bus_status(peers: str, age: float, received: bool) -> str:
+    """A STATUS= line: who is connected, how long since the bus last delivered."""
+    if received:
+        return f"{peers}, last bus message {age:.0f} s ago"
+    return f"{peers}, no bus message since the start {age:.0f} s ago"

@@ -15,7 +15,8 @@ from typing import NoReturn
 import zmq
 
 from fedmsg_gateway.exporter import Exporter
-from fedmsg_gateway.notify import notify, watchdog_interval
+from fedmsg_gateway.journal import setup_logging
+from fedmsg_gateway.notify import Heartbeat, bus_status, notify
 from fedmsg_gateway.settings import daemon_parser, settings_or_exit
 from fedmsg_websocket import health
 from fedmsg_websocket.backfill import Backfill, Coverage, WriterWindow
@@ -39,8 +40,6 @@ from fedmsg_websocket.writer import Writer
 log = logging.getLogger("fedmsg_websocket")
 
 PROG = "fedmsg-websocket"
-# How often the loop checks the bus reader when no watchdog interval is set.
-_CHECK_INTERVAL = 1.0
 # Allowances on stop; together well under systemd's (and the tests') 2 s.
 _SERVER_STOP_TIMEOUT = 1.2
 _READER_STOP_TIMEOUT = 0.5
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         ),
         args.check_config,
     )
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    setup_logging()
     # websockets logs every connection at INFO: thousands of clients would flood the journal.
     logging.getLogger("websockets").setLevel(logging.WARNING)
     sys.exit(asyncio.run(run(config)))
@@ -180,7 +179,7 @@ async def run(config: Config) -> int:
     bus.start(daemon.deliver)
     notify("READY=1")
     log.info("serving %d endpoint(s) on ws://%s/", len(config.endpoints), config.bind)
-    status = await _wait_for_stop(stop, bus)
+    status = await _wait_for_stop(stop, bus, Heartbeat(lambda: _status(daemon.metrics, bus)))
     notify("STOPPING=1")
     server.close()
     for task in daemon.plain:
@@ -205,18 +204,21 @@ def _set_once(stop: asyncio.Future[signal.Signals], signum: signal.Signals) -> N
         stop.set_result(signum)
 
 
-async def _wait_for_stop(stop: asyncio.Future[signal.Signals], bus: BusReader) -> int:
-    interval = watchdog_interval()
+def _status(metrics: Metrics, bus: BusReader) -> str:
+    """What `systemctl status fedmsg-websocket` shows."""
+    return bus_status(f"{metrics.clients} clients", metrics.last_message_age, bus.received > 0)
+
+
+async def _wait_for_stop(stop: asyncio.Future[signal.Signals], bus: BusReader, heartbeat: Heartbeat) -> int:
     while True:
-        done, _ = await asyncio.wait([stop], timeout=interval or _CHECK_INTERVAL)
+        done, _ = await asyncio.wait([stop], timeout=heartbeat.tick)
         if done:
             log.info("stopping on %s", stop.result().name)
             return 0
         if not bus.is_alive():
             log.error("bus reader thread died; exiting")
             return 1
-        if interval:
-            notify("WATCHDOG=1")
+        heartbeat.beat()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import zmq
@@ -60,6 +61,9 @@ class BusReader:
         #: Bus messages read, and those skipped because they were not [topic, JSON body]. One writer thread.
         self.received = 0
         self.skipped = 0
+        #: (time.monotonic(), time.time()) when the latest batch with a message was read; the start
+        #: before the first one. One tuple, replaced whole: readers need no lock.
+        self.last_message_at = (time.monotonic(), time.time())
 
     def start(self, deliver: Callable[[list[Outgoing]], None]) -> None:
         """Call deliver(batch) in the loop for every batch, an empty one at least every HEARTBEAT seconds."""
@@ -70,7 +74,7 @@ class BusReader:
         return self._thread.is_alive()
 
     def stop(self, timeout: float) -> bool:
-        """Stop the thread; True once it has stopped and the socket is closed."""
+        """Stop the thread (if it was started); True once it has stopped and the socket is closed."""
         self._stopping.set()
         if self._thread.ident is not None:  # started (a failed bind stops it before it ever ran)
             self._thread.join(timeout)
@@ -101,6 +105,7 @@ class BusReader:
                 self.skipped += 1
             else:
                 batch.append(ready)
+        self.last_message_at = (time.monotonic(), time.time())
         return batch
 
     def _hand_over(self, batch: list[Outgoing]) -> None:

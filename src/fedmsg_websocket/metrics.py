@@ -10,6 +10,7 @@ import time
 
 import zmq
 
+from fedmsg_gateway.exposition import Sample, process_samples, render
 from fedmsg_gateway.version import package_version
 from fedmsg_websocket.backfill import Backfill, metric_samples
 from fedmsg_websocket.bus import BusReader
@@ -48,22 +49,28 @@ class Metrics:
         self._fanout = fanout
         self._clients = clients
         self._registry = registry
-        self._last_received = 0
-        # Before the first message the age counts from start, like the gateway's.
-        self._last_change = time.monotonic()
-        labels = {"version": package_version(), "websockets": WEBSOCKETS_VERSION, "pyzmq": zmq.__version__}
-        self._build_labels = ",".join(f'{key}="{value}"' for key, value in labels.items())
+        self._build_labels = {
+            "version": package_version(),
+            "websockets": WEBSOCKETS_VERSION,
+            "pyzmq": zmq.__version__,
+        }
+
+    @property
+    def clients(self) -> int:
+        return len(self._registry)
+
+    @property
+    def last_message_age(self) -> float:
+        """Seconds since a bus message last arrived (since start if none yet)."""
+        return time.monotonic() - self._bus.last_message_at[0]
 
     def render(self) -> str:
-        """The metrics in Prometheus text exposition format 0.0.4."""
+        """The metrics in Prometheus text exposition format 0.0.4, process_* included."""
         bus, fanout, clients = self._bus, self._fanout, self._clients
-        if bus.received != self._last_received:
-            self._last_received = bus.received
-            self._last_change = time.monotonic()
         samples = [
             ("build_info", "gauge", "Always 1; the labels say which versions run.", 1),
             ("up", "gauge", "1 while the bus reader runs.", int(bus.is_alive())),
-            ("clients", "gauge", "Open WebSocket connections.", len(self._registry)),
+            ("clients", "gauge", "Open WebSocket connections.", self.clients),
             ("connections_total", "counter", "WebSocket connections accepted.", clients.accepted),
             ("messages_received_total", "counter", "Bus messages received.", bus.received),
             (
@@ -98,20 +105,25 @@ class Metrics:
                 clients.ignored,
             ),
             (
+                "last_message_timestamp_seconds",
+                "gauge",
+                "When a bus message last arrived, seconds since the epoch; the start time if none yet.",
+                round(bus.last_message_at[1], 3),
+            ),
+            (
                 "last_message_age_seconds",
                 "gauge",
                 "Seconds since a bus message last arrived (since start if none yet).",
-                round(time.monotonic() - self._last_change, 3),
+                round(self.last_message_age, 3),
             ),
         ]
         samples += self._window()
         samples += metric_samples(self._backfill)
-        lines = []
-        for name, kind, text, value in samples:
-            full = _PREFIX + name
-            labels = f"{{{self._build_labels}}}" if name == "build_info" else ""
-            lines += [f"# HELP {full} {text}", f"# TYPE {full} {kind}", f"{full}{labels} {value}"]
-        return "\n".join(lines) + "\n"
+        own = [
+            Sample(_PREFIX + name, kind, text, value, self._build_labels if name == "build_info" else {})
+            for name, kind, text, value in samples
+        ]
+        return render([*own, *process_samples()])
 
     def _window(self) -> list[tuple[str, str, str, float]]:
         raw, catchup, streams = self._raw, self._catchup, self._streams

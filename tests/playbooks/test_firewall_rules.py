@@ -74,34 +74,50 @@ def test_no_inventory_names_a_service_port_for_the_firewall() -> None:
         assert not {"firewall_public_tcp_ports", "firewall_restricted_tcp_ports"} & set(values), group_vars
 
 
-def test_gateways_admit_their_ports_from_the_proxies_and_nrpe_from_nagios(
+INVENTORY = yaml.safe_load((ROOT / "inventory/production/group_vars/all.yml").read_text())
+
+
+def test_gateways_admit_their_ports_from_the_proxies_nrpe_and_metrics_from_monitoring(
     production: dict[str, dict[str, set[int]]],
 ) -> None:
-    inventory = yaml.safe_load((ROOT / "inventory/production/group_vars/all.yml").read_text())
     assert production[GATEWAY] == {
         "public": {22},
         # The public ports, fedmsg-websocket's and the gateway's health check (haproxy's /healthz).
         "from proxies": {
-            *inventory["fedmsg_public_ports"],
-            inventory["fedmsg_websocket_port"],
-            inventory["fedmsg_gateway_health_port"],
+            *INVENTORY["fedmsg_public_ports"],
+            INVENTORY["fedmsg_websocket_port"],
+            INVENTORY["fedmsg_gateway_health_port"],
         },
         # The other gateways: each back-fills its catch-up window from the others' /raw.
-        "from busgateway": {inventory["fedmsg_websocket_port"]},
-        "from monitoring": {5666},
+        "from busgateway": {INVENTORY["fedmsg_websocket_port"]},
+        # NRPE, and both daemons' metrics for Prometheus: the monitoring hosts only, never the proxies.
+        "from monitoring": {
+            5666,
+            INVENTORY["fedmsg_gateway_metrics_port"],
+            INVENTORY["fedmsg_websocket_metrics_port"],
+        },
     }
 
 
-def test_proxies_open_both_streams_to_everyone_and_nrpe_to_nagios(
+def test_proxies_open_both_streams_to_everyone_and_monitoring_ports_to_monitoring(
     production: dict[str, dict[str, set[int]]],
 ) -> None:
-    assert production[PROXY] == {"public": {9940, 9939, 22}, "from monitoring": {5666}}
+    assert production[PROXY] == {
+        "public": {9940, 9939, 22},
+        # NRPE, the admin address (haproxy's exporter) and the sessions exporter.
+        "from monitoring": {
+            5666,
+            INVENTORY["haproxy_admin_port"],
+            INVENTORY["haproxy_sessions_metrics_port"],
+        },
+    }
 
 
 def test_the_proxy_opens_what_its_variables_say(tmp_path: Path) -> None:
     extra = {
         "haproxy_websocket_enabled": False,
-        "haproxy_stats_bind": ":8404",
+        "haproxy_stats_bind": ":8405",
         "haproxy_stats_from_groups": ["monitoring"],
+        "nagios_nrpe_haproxy_sessions_metrics_port": 0,
     }
-    assert rule_sets(tmp_path, extra)[PROXY] == {"public": {9940, 22}, "from monitoring": {5666, 8404}}
+    assert rule_sets(tmp_path, extra)[PROXY] == {"public": {9940, 22}, "from monitoring": {5666, 8405}}

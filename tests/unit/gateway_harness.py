@@ -56,17 +56,26 @@ class NotifyListener:
     def wait_for(
         self, state: str, timeout: float = TIMEOUT, alive: Callable[[], bool] = lambda: True
     ) -> bool:
+        return self.wait_until(lambda line: line == state, timeout, alive) is not None
+
+    def wait_until(
+        self,
+        wanted: Callable[[str], bool],
+        timeout: float = TIMEOUT,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> str | None:
+        """The first line received (now or before) for which wanted(line) holds; None on timeout."""
         deadline = time.monotonic() + timeout
-        while state not in self.states:
+        while not (found := [line for line in self.states if wanted(line)]):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not alive():
-                return False
+                return None
             self._sock.settimeout(min(remaining, 0.1))
             try:
                 self.states += self._sock.recv(4096).decode().splitlines()
             except TimeoutError:
                 continue
-        return True
+        return found[0]
 
     def close(self) -> None:
         self._sock.close()

@@ -71,21 +71,6 @@ def test_other_paths_are_404(start_gateway: StartGateway) -> None:
     assert error.value.code == 404
 
 
-def test_help_and_type_lines(start_gateway: StartGateway) -> None:
-    gateway = start_gateway(["tcp://127.0.0.1:1"])
-    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=TIMEOUT) as page:
-        assert page.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        lines = page.read().decode().splitlines()
-    # A family's HELP and TYPE name it without the sample's labels.
-    names = [line.split()[0].partition("{")[0] for line in lines if not line.startswith("#")]
-    for name in names:
-        assert any(line.startswith(f"# HELP {name} ") for line in lines)
-        kind = "counter" if name.endswith("_total") else "gauge"
-        assert f"# TYPE {name} {kind}" in lines
-    assert "fedmsg_gateway_subscribers" in names
-    assert "fedmsg_gateway_last_message_age_seconds" in names
-
-
 def _check(*args: str) -> tuple[int, str]:
     result = run_to_exit("fedmsg_gateway.check", "--timeout", "2", *args)
     lines = result.stdout.splitlines()

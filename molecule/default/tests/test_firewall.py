@@ -1,4 +1,5 @@
-"""Host firewalls: the gateways' ports only from the proxies, the proxies' :9940 and :9939 from everyone."""
+"""Host firewalls: the gateways' ports only from the proxies, the proxies' :9940 and :9939 from everyone,
+metrics only from the monitoring host."""
 
 import pytest
 from testinfra.host import Host
@@ -56,3 +57,22 @@ def test_the_stats_page_answers_only_the_admin_host(host: Host) -> None:
     admin = host.get_host("podman://noc01")
     # It answers the admin host, and asks it for the password.
     assert admin.check_output("python3 -c %s", STATS_PAGE).strip() == "401"
+
+
+# What Prometheus on noc01 scrapes beyond the stats page: both daemons' metrics, bound on every address
+# (molecule.yml, as in the inventories), and the proxy's sessions exporter.
+METRICS = pytest.mark.parametrize(
+    ("target", "port"), [("busgateway01", 9941), ("busgateway01", 9929), ("proxy01", 9101)]
+)
+
+
+@METRICS
+def test_metrics_answer_the_monitoring_host(host: Host, target: str, port: int) -> None:
+    assert connect_from(host.get_host("podman://noc01"), target, port) == "connected"
+
+
+@METRICS
+def test_metrics_are_closed_to_clients_and_proxies(host: Host, target: str, port: int) -> None:
+    assert connect_from(host, target, port) == "ConnectionRefusedError"
+    if target != "proxy01":
+        assert connect_from(host.get_host("podman://proxy01"), target, port) == "ConnectionRefusedError"

@@ -181,3 +181,60 @@ def every_worker(master: str, commands: list[str], deadline: float) -> list[tupl
             continue  # an old worker that exited since `show proc`: it holds no sessions any more
         answers.append((worker, replies))
     return answers
+
+
+def frontend_sessions(stat_csv: str, proxy: str) -> tuple[int, int]:
+    """Return (scur, slim) of the proxy's FRONTEND row in `show stat` output."""
+    frontend = proxy_rows(stat_csv, proxy).get("FRONTEND")
+    if frontend is None:
+        raise CheckError(f"proxy {proxy} has no FRONTEND row: name a listen or frontend section")
+    # A backend's slim is its fullconn, not a session limit, hence FRONTEND only.
+    if not frontend["slim"] or int(frontend["slim"]) == 0:
+        raise CheckError(f"proxy {proxy} reports no session limit (slim empty or 0): set its maxconn")
+    return int(frontend["scur"]), int(frontend["slim"])
+
+
+def global_sessions(info: str) -> tuple[int, int]:
+    """Return (CurrConns, Maxconn) from `show info` output."""
+    fields = info_fields(info)
+    try:
+        current, limit = int(fields["CurrConns"]), int(fields["Maxconn"])
+    except (KeyError, ValueError):
+        raise CheckError(f"unexpected answer to 'show info': {info[:80].strip()!r}") from None
+    if limit == 0:
+        raise CheckError("haproxy reports a global Maxconn of 0")
+    return current, limit
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Sessions summed over the workers that answered, against the current worker's limits."""
+
+    proxies: dict[str, tuple[int, int]]  # proxy: (FRONTEND scur on every worker, the current slim)
+    process: tuple[int, int]  # (CurrConns on every worker, the current Maxconn)
+    old_workers: int
+
+
+def count_sessions(answers: list[list[str]], proxies: list[str]) -> Sessions:
+    """Sum each worker's [`show stat`, `show info`] answers, the current worker's first.
+
+    maxconn is per worker: the limits new sessions meet are the current worker's; after a reload the
+    sum can exceed them, and then that is true.
+    """
+    per_proxy = {proxy: [frontend_sessions(stat, proxy) for stat, _ in answers] for proxy in proxies}
+    process = [global_sessions(info) for _, info in answers]
+    return Sessions(
+        proxies={proxy: (sum(s for s, _ in rows), rows[0][1]) for proxy, rows in per_proxy.items()},
+        process=(sum(c for c, _ in process), process[0][1]),
+        old_workers=len(answers) - 1,
+    )
+
+
+SESSION_COMMANDS = ["show stat", "show info"]
+
+
+def sessions_on_every_worker(master: str, proxies: list[str], deadline: float) -> Sessions:
+    """Sessions of the proxies and of the process, summed over every live worker (the master CLI)."""
+    return count_sessions(
+        [replies for _, replies in every_worker(master, SESSION_COMMANDS, deadline)], proxies
+    )
