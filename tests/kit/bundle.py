@@ -32,3 +32,5 @@ MASTER_SOCKET: str = role_default("haproxy", "haproxy_master_socket")
 # The public proxies (listen sections) of haproxy.cfg, in the order the monitoring roles check them.
 RAW_PROXY, WEBSOCKET_PROXY = role_default("nagios_nrpe", "nagios_nrpe_haproxy_proxies")
 NRPE_PORT: int = role_constant("nagios_nrpe", "__nagios_nrpe_port")
+# Where the nagios_nrpe role installs the plugins on the hosts.
+NRPE_PLUGIN_DIR: str = role_constant("nagios_nrpe", "__nagios_nrpe_plugin_dir")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from kit.bundle import NRPE_PORT, RAW_PROXY, STATS_SOCKET, WEBSOCKET_PROXY
+from kit.bundle import NRPE_PLUGIN_DIR, NRPE_PORT, RAW_PROXY, STATS_SOCKET, WEBSOCKET_PROXY
 from kit.hosts import frontend_sessions, haproxy_workers, wait_until_gateways_up
 from kit.probes import Heartbeats
 from kit.scenario import SCENARIO_DIR
@@ -205,7 +205,7 @@ def test_stats_socket_is_readable_by_nrpe_and_nobody_else(host: Host, group_vars
     assert socket.is_socket
     assert socket.group == group_vars["proxies"]["haproxy_stats_socket_group"] == "nagios"
     assert socket.mode == 0o660
-    plugin = "/usr/lib/nagios/plugins/check_haproxy_sessions"
+    plugin = f"{NRPE_PLUGIN_DIR}/check_haproxy_sessions"
     as_nagios = proxy.run("runuser -u nagios -- %s", plugin)
     assert as_nagios.rc == OK, as_nagios.stdout
     as_nobody = proxy.run("runuser -u nobody -- %s", plugin)
