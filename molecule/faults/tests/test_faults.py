@@ -83,7 +83,7 @@ def test_haproxy_reload_keeps_every_session(host: Host, healthy: None, public_ur
         time.sleep(10)
         seen = outcome(watch, start, time.monotonic())
         delivered = watch.deliveries() - before
-        # The old worker keeps serving its sessions (no hard-stop-after): master + old + new worker.
+        # The old worker keeps serving its sessions (until hard-stop-after, 1 h): master + old + new worker.
         processes = int(host.check_output("pgrep -c -x haproxy"))
         assert watch.events["disconnected"] == 0, "a session was cut by the reload"
         assert seen.affected == 0
