@@ -13,6 +13,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# For playbooks run on this machine against the real inventories (tests/playbooks): what the
+# inventory's vault would hold (the proxies' checks need the variables to exist), and a local
+# connection, so that no host of the inventory is contacted.
+INVENTORY_VAULT = {
+    "vault_haproxy_stats_password": "x",
+    "vault_haproxy_websocket_tls_certificate": "-----BEGIN CERTIFICATE-----\nx\n",
+    "vault_haproxy_websocket_tls_key": "-----BEGIN PRIVATE KEY-----\nx\n",
+}
+LOCAL = {
+    "ansible_connection": "local",
+    "ansible_become": False,
+    "ansible_python_interpreter": "/usr/bin/python3",
+}
 
 
 def ansible_json(

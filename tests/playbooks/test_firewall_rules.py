@@ -14,29 +14,33 @@ from pathlib import Path
 import ansible_json
 import pytest
 import yaml
+from ansible_json import INVENTORY_VAULT, LOCAL
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "firewall.yml"
 WRITE_TASK = "firewall : Write the rule set"
 PROXY, GATEWAY = "proxy01.iad2.fedoraproject.org", "busgateway01.iad2.fedoraproject.org"
-# What the inventory's vault would hold: the proxies' checks need the variables to exist.
-VAULT = {
-    "vault_haproxy_stats_password": "x",
-    "vault_haproxy_websocket_tls_certificate": "-----BEGIN CERTIFICATE-----\nx\n",
-    "vault_haproxy_websocket_tls_key": "-----BEGIN PRIVATE KEY-----\nx\n",
-}
-LOCAL = {
-    "ansible_connection": "local",
-    "ansible_become": False,
-    "ansible_python_interpreter": "/usr/bin/python3",
-}
 
 
 def rule_sets(tmp_path: Path, extra_vars: dict[str, object] | None = None) -> dict[str, dict[str, set[int]]]:
     """host -> {"public" or "from GROUPS": ports} of the rule set the play would write."""
-    variables = json.dumps({**VAULT, **LOCAL, **(extra_vars or {})})
+    return {host: admitted(text) for host, text in written_rule_sets(tmp_path, extra_vars).items()}
+
+
+def written_rule_sets(
+    tmp_path: Path,
+    extra_vars: dict[str, object] | None = None,
+    host_vars: dict[str, dict[str, object]] | None = None,
+) -> dict[str, str]:
+    """host -> the nftables rule set the play would write; HOST_VARS: inventory variables of single hosts."""
+    variables = json.dumps({**INVENTORY_VAULT, **LOCAL, **(extra_vars or {})})
+    inventories = ["-i", str(ROOT / "inventory" / "production")]
+    if host_vars:
+        scratch = tmp_path / "host_vars.yml"
+        scratch.write_text(yaml.safe_dump({"all": {"hosts": host_vars}}))
+        inventories += ["-i", str(scratch)]
     command = [
-        "ansible-playbook", "-i", str(ROOT / "inventory" / "production"), str(PLAYBOOK),
+        "ansible-playbook", *inventories, str(PLAYBOOK),
         "--check", "--diff", "--limit", f"{PROXY},{GATEWAY}", "-e", variables,
     ]  # fmt: skip
     report = ansible_json.ansible_json(command, tmp_path, timeout=300)
@@ -48,7 +52,7 @@ def rule_sets(tmp_path: Path, extra_vars: dict[str, object] | None = None) -> di
             if task["task"]["name"] == WRITE_TASK:
                 for host, result in task["hosts"].items():
                     written[host] = result["diff"][0]["after"]
-    return {host: admitted(text) for host, text in written.items()}
+    return written
 
 
 def admitted(rule_set: str) -> dict[str, set[int]]:
@@ -121,3 +125,28 @@ def test_the_proxy_opens_what_its_variables_say(tmp_path: Path) -> None:
         "nagios_nrpe_haproxy_sessions_metrics_port": 0,
     }
     assert rule_sets(tmp_path, extra)[PROXY] == {"public": {9940, 22}, "from monitoring": {5666, 8405}}
+
+
+def sources_by_port(rule_set: str) -> dict[int, set[str]]:
+    """port -> the source addresses a rule admits to it (rules open to everyone left out)."""
+    sources: dict[int, set[str]] = {}
+    for line in rule_set.splitlines():
+        if match := re.match(r"\s*ip6? saddr \{ ([^}]*) \} tcp dport \{ ([\d, ]+) \} accept", line):
+            for port in match[2].split(", "):
+                sources.setdefault(int(port), set()).update(match[1].split(", "))
+    return sources
+
+
+def test_gateways_admit_the_source_addresses_haproxy_connects_from(tmp_path: Path) -> None:
+    # Set for the proxy alone, as an inventory's host_vars would: haproxy binds each server line's
+    # connections and health checks to these, so the gateways must admit them.
+    extra_sources = ["198.51.100.1", "198.51.100.2"]
+    written = written_rule_sets(
+        tmp_path, host_vars={PROXY: {"haproxy_fedmsg_source_addresses": extra_sources}}
+    )
+    sources = sources_by_port(written[GATEWAY])
+    for port in [*INVENTORY["fedmsg_public_ports"], INVENTORY["fedmsg_gateway_health_port"]]:
+        assert set(extra_sources) <= sources[port], (port, sources[port])
+    # The browser stream's servers have no `source`: haproxy connects from the proxy's own address.
+    assert not set(extra_sources) & sources[INVENTORY["fedmsg_websocket_port"]]
+    assert not set(extra_sources) & sources[5666]
