@@ -7,6 +7,7 @@ evaluates every second and fires alerts after 2 s: molecule.yml).
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -74,6 +75,16 @@ def firing(host: Host, alertname: str, **labels: str) -> list[dict[str, Any]]:
         and alert["state"] == "firing"
         and all(alert["labels"].get(key) == value for key, value in labels.items())
     ]
+
+
+def test_prometheus_never_listened_beyond_its_address(host: Host) -> None:
+    """Every start of Prometheus on noc01, the package's first one at install included, listened on
+    prometheus_web_listen_address only (Debian's empty ARGS would have meant every address)."""
+    journal = host.check_output("journalctl --quiet -u prometheus -o cat")
+    starts = re.findall(r'msg="Start listening for connections" address=(\S+)', journal)
+    # Two at least: the package's start at install, then the role's restart (its handler ran once).
+    assert len(starts) >= 2, journal[-3000:]
+    assert set(starts) == {role_default("prometheus", "prometheus_web_listen_address")}, starts
 
 
 def test_every_target_of_the_inventory_is_up(host: Host) -> None:
