@@ -81,6 +81,11 @@ def test_no_inventory_names_a_service_port_for_the_firewall() -> None:
 INVENTORY = yaml.safe_load((ROOT / "inventory/production/group_vars/all.yml").read_text())
 
 
+def port_of(variable: str) -> int:
+    """The port of an [ADDRESS]:PORT variable of the inventory's all.yml."""
+    return int(INVENTORY[variable].rsplit(":", 1)[1])
+
+
 def test_gateways_admit_their_ports_from_the_proxies_nrpe_and_metrics_from_monitoring(
     production: dict[str, dict[str, set[int]]],
 ) -> None:
@@ -97,8 +102,8 @@ def test_gateways_admit_their_ports_from_the_proxies_nrpe_and_metrics_from_monit
         # NRPE, and both daemons' metrics for Prometheus: the monitoring hosts only, never the proxies.
         "from monitoring": {
             5666,
-            INVENTORY["fedmsg_gateway_metrics_port"],
-            INVENTORY["fedmsg_websocket_metrics_port"],
+            port_of("fedmsg_gateway_metrics"),
+            port_of("fedmsg_websocket_metrics"),
         },
     }
 
@@ -111,8 +116,8 @@ def test_proxies_open_both_streams_to_everyone_and_monitoring_ports_to_monitorin
         # NRPE, the admin address (haproxy's exporter) and the sessions exporter.
         "from monitoring": {
             5666,
-            INVENTORY["haproxy_admin_port"],
-            INVENTORY["haproxy_sessions_metrics_port"],
+            port_of("haproxy_stats_bind"),
+            INVENTORY["nagios_nrpe_haproxy_sessions_metrics_port"],
         },
     }
 

@@ -13,12 +13,11 @@ from typing import Any
 
 import ansible_json
 import pytest
-import yaml
 from ansible_json import INVENTORY_VAULT, LOCAL
+from test_firewall_rules import INVENTORY, port_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "validate.yml"
-INVENTORY = yaml.safe_load((ROOT / "inventory/production/group_vars/all.yml").read_text())
 GATEWAY, PROXY = "busgateway01.iad2.fedoraproject.org", "proxy01.iad2.fedoraproject.org"
 
 
@@ -45,9 +44,9 @@ def test_the_inventory_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("port", "clashes_with"),
     [
-        (INVENTORY["fedmsg_gateway_metrics_port"], "fedmsg_gateway_metrics"),
+        (port_of("fedmsg_gateway_metrics"), "fedmsg_gateway_metrics"),
         (INVENTORY["fedmsg_websocket_port"], "fedmsg_websocket_port"),
-        (INVENTORY["fedmsg_websocket_metrics_port"], "fedmsg_websocket_metrics"),
+        (port_of("fedmsg_websocket_metrics"), "fedmsg_websocket_metrics"),
     ],
     ids=["gateway metrics", "websocket", "websocket metrics"],
 )
