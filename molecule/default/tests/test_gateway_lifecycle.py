@@ -38,12 +38,9 @@ PORT_TAKEN = (
 )
 
 
-def journal(host: Host, cursor: str, *options: str) -> list[dict[str, str]]:
-    """The service's journal entries after `cursor` (narrowed by journalctl OPTIONS), as JSON objects
-    (PRIORITY among their fields)."""
-    output = host.check_output(
-        "journalctl --quiet -u %s --after-cursor %s -o json" + " %s" * len(options), SERVICE, cursor, *options
-    )
+def journal(host: Host, cursor: str) -> list[dict[str, str]]:
+    """The service's journal entries after `cursor`, as JSON objects (PRIORITY among their fields)."""
+    output = host.check_output("journalctl --quiet -u %s --after-cursor %s -o json", SERVICE, cursor)
     return [json.loads(line) for line in output.splitlines()]
 
 
@@ -150,6 +147,7 @@ def test_a_relay_failure_is_in_the_journal_at_priority_err(host: Host) -> None:
     port = bind.rsplit(":", 1)[1]
     expected = f"cannot bind {bind}: Address already in use"
     cursor = host.check_output("journalctl --quiet -u %s -n 0 --show-cursor", SERVICE).split("cursor: ")[-1]
+    since = int(time.time()) - 1
     host.check_output("systemctl stop %s", SERVICE)
     # Something else holds the public port: the relay cannot bind it and the daemon exits 1.
     host.check_output(
@@ -177,9 +175,11 @@ def test_a_relay_failure_is_in_the_journal_at_priority_err(host: Host) -> None:
     mine = [entry for entry in everything if entry["MESSAGE"] == expected]
     assert mine, f"the daemon's error is not in its journal: {everything}"
     assert {entry["PRIORITY"] for entry in mine} == {"3"}, mine
-    # What an operator types lists it among the errors (beside systemd's "Failed to start").
-    errors = [entry["MESSAGE"] for entry in journal(host, cursor, "-p", "err")]
-    assert expected in errors, errors
+    # What an operator types lists it among the errors (beside systemd's "Failed to start"). By time,
+    # not --after-cursor: systemd 252's journalctl skips the first match after a cursor whose own entry
+    # the filter does not match (here an info line), which hid exactly this line.
+    errors = host.check_output("journalctl --quiet -u %s -p err --since @%s -o cat", SERVICE, str(since))
+    assert expected in errors.splitlines(), errors
     # The failed start logged nothing else (the public port is its first bind). Started again, the
     # daemon's INFO lines reach the journal at their own priority.
     host.check_output("systemctl start %s", SERVICE)
