@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import queue
 import re
 import socket
 import time
@@ -149,6 +151,24 @@ def publish(pub: zmq.Socket, messages: list[tuple[str, bytes]]) -> None:
 def bus_message(index: int, topic: str = "org.fedoraproject.prod.git.receive") -> tuple[str, bytes]:
     body = json.dumps({"i": index, "msg": {"agent": "alice", "title": f"commit {index}"}, "timestamp": 1.5})
     return topic, body.encode()
+
+
+def fedmsg_backlog(datagrepper_url: str, topic: str, last_seen: dict[str, Any]) -> list[dict[str, Any]]:
+    """What fedmsg's own FedmsgConsumer._backlog (with its get_datagrepper_results), unmodified, queues for a
+    consumer of `topic` whose status file holds `last_seen`, pointed at `datagrepper_url`: as a hub runs it
+    on start (in a thread: any exception, such as a 429's HTML that is no JSON, ends the catch-up there)."""
+    consumers = pytest.importorskip("fedmsg.consumers")
+    consumer = object.__new__(consumers.FedmsgConsumer)
+    consumer.topic = topic
+    consumer.datagrepper_url = datagrepper_url
+    consumer.skip_last_message = False
+    consumer.log = logging.getLogger("fedmsg-consumer-under-test")
+    consumer.incoming = queue.Queue()
+    consumer._backlog(json.dumps({"message": {"topic": last_seen["topic"], "body": last_seen}}))
+    got = []
+    while not consumer.incoming.empty():
+        got.append(consumer.incoming.get_nowait())
+    return got
 
 
 def frame_for(topic: str, body: bytes) -> str:
