@@ -11,7 +11,7 @@ import pytest
 import zmq
 from gateway_harness import TIMEOUT
 from kit import browser
-from websocket_harness import WebsocketDaemon, bus_message, publish
+from websocket_harness import WebsocketDaemon, bus_message, missed_while_restarting, publish
 
 GIT = "org.fedoraproject.prod.git.receive"
 #: What the page's EventSource received: [lastEventId, topic, body.i] per event, and its opens.
@@ -33,8 +33,6 @@ def test_chromium_eventsource_resumes_by_itself_with_none_missed_and_none_twice(
     start_websocket: Callable[..., WebsocketDaemon],
 ) -> None:
     pub, daemon = start_windowed()
-    args = daemon.process.args
-    state, url = args[args.index("--state-dir") + 1], args[args.index("--endpoint") + 1]
     # /healthz: a page of the daemon's own origin that opens nothing by itself (the live page would).
     with browser.start(daemon.http + "/healthz") as page:
         page.evaluate(LISTEN)
@@ -43,24 +41,12 @@ def test_chromium_eventsource_resumes_by_itself_with_none_missed_and_none_twice(
         publish(pub, [bus_message(i) for i in range(5)])
         page.wait_for(f"{GIT_SEEN} === 5", TIMEOUT)
         # Offline: the browser cannot reconnect while the daemon restarts on its window and 5 messages pass.
-        page.call("Network.enable")
-        conditions = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
-        page.call("Network.emulateNetworkConditions", offline=True, **conditions)
-        daemon.stop()
-        page.wait_for("window.source.readyState === EventSource.CONNECTING", TIMEOUT)
-        restarted = start_websocket([url], "--state-dir", state, "--bind", f"127.0.0.1:{daemon.port}")
-        # (XPUB reports no repeated subscription: probe until the new daemon hears the bus.)
-        deadline = time.monotonic() + TIMEOUT
-        while not restarted.scrape()["messages_received_total"]:
-            assert time.monotonic() < deadline, "the restarted daemon never heard the bus"
-            publish(pub, [("probe", b'{"i": -1}')])
-            time.sleep(0.1)
-        time.sleep(0.3)
-        probes = restarted.scrape()["messages_received_total"]
-        publish(pub, [bus_message(i) for i in range(5, 10)])
+        gone = "window.source.readyState === EventSource.CONNECTING"
+        missed = [bus_message(i) for i in range(5, 10)]
+        restarted, probes = missed_while_restarting(
+            page, gone, pub=pub, daemon=daemon, start=start_websocket, missed=missed
+        )
         restarted.wait_metrics(lambda s: s["window_messages"] == 5 + probes + 5)  # the first 5 kept
-        assert restarted.scrape()["sse_clients"] == 0, "the browser came back before the messages"
-        page.call("Network.emulateNetworkConditions", offline=False, **conditions)
         # EventSource's own retry (3 s by default in Chromium), with the last id it saw.
         page.wait_for(f"{GIT_SEEN} === 10", TIMEOUT * 2)
         restarted.wait_metrics(lambda s: s["sse_clients"] == 1)
