@@ -148,7 +148,7 @@ def main() -> None:
             "127.0.0.1",
             ["127.0.0.1"],
             daemon_port,
-            haproxy_websocket_raw_rate_limit=0,
+            haproxy_websocket_max_raw_per_source=0,
             haproxy_websocket_max_streams_per_source=0,
             haproxy_websocket_max_conn_per_source=0,
         )

@@ -2,8 +2,9 @@
 
 Two stand-in gateways answer what fedmsg-websocket answers over plain HTTP (/healthz, /raw, an event
 stream on /stream); clients come from loopback addresses of their own, so "per source" is exact.
-What is checked is what the clients see: 429 past the /raw rate and past the streams a source may
-hold, other sources unaffected; an event stream governed by `timeout tunnel` (not by the client and
+What is checked is what the clients see: 429 past the /raw requests a source may have in flight (and
+never for one request after the other, however fast) and past the streams a source may hold, other
+sources unaffected; an event stream governed by `timeout tunnel` (not by the client and
 server timeouts); /raw requests spread over both gateways.
 """
 
@@ -24,8 +25,10 @@ import pytest
 from haproxy_chain import private_loopback
 from kit.haproxy_role import RoleHaproxy, free_port
 
-RAW_LIMIT = 5
-RAW_PERIOD_S = 2
+RAW_PER_SOURCE = 3
+#: Released once by each /raw?hold request at a gateway; set to let them finish.
+HELD = threading.Semaphore(0)
+RELEASE = threading.Event()
 STREAMS_PER_SOURCE = 2
 # Client and server inactivity (the defaults section) shorter than the gap between events, the
 # tunnel longer: an event stream that survives is the tunnel timeout's doing.
@@ -45,12 +48,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if url.path == "/stream":
             self._stream(urllib.parse.parse_qs(url.query))
             return
+        if url.path == "/raw" and "hold" in url.query:
+            self._hold()
+            return
         body = {"/healthz": b"ok\n", "/raw": self.server.name.encode()}.get(url.path, b"not found\n")
         self.send_response(200 if url.path in ("/healthz", "/raw") else 404)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _hold(self) -> None:
+        """A slow /raw answer, in flight until the test sets RELEASE: a byte every 0.2 s meanwhile (within
+        the server timeout)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        HELD.release()
+        while not RELEASE.wait(0.2):
+            self.wfile.write(b".")
+            self.wfile.flush()
+        self.wfile.write(self.server.name.encode())
 
     def _stream(self, query: dict[str, list[str]]) -> None:
         """Events every `every` s; after `count` of them silence, held until the client goes."""
@@ -93,8 +113,7 @@ def proxy() -> Iterator[RoleHaproxy]:
         private_loopback(),
         gateways,
         port,
-        haproxy_websocket_raw_rate_limit=RAW_LIMIT,
-        haproxy_websocket_raw_rate_period=f"{RAW_PERIOD_S}s",
+        haproxy_websocket_max_raw_per_source=RAW_PER_SOURCE,
         haproxy_websocket_max_streams_per_source=STREAMS_PER_SOURCE,
         haproxy_websocket_max_conn_per_source=50,
         haproxy_fedmsg_timeout_client=INACTIVITY,
@@ -151,17 +170,40 @@ class EventStream:
         self.connection.close()
 
 
-def test_raw_past_the_rate_is_429_for_that_source_only(proxy: RoleHaproxy) -> None:
+def test_raw_one_after_the_other_is_never_refused(proxy: RoleHaproxy) -> None:
+    pager = private_loopback()
+    # What fedmsg's backlog code does: a new connection per page, the next as soon as one is answered
+    # (~200 a second here: a rate limit that let a flood through would stop it).
+    statuses = [get(proxy, pager, f"/raw?page={n}")[0] for n in range(400)]
+    assert statuses == [200] * 400
+
+
+def test_raw_past_the_requests_in_flight_is_429_for_that_source_only(proxy: RoleHaproxy) -> None:
     flooder, other = private_loopback(), private_loopback()
-    statuses = [get(proxy, flooder, f"/raw?page={n}")[0] for n in range(RAW_LIMIT + 3)]
-    assert statuses == [200] * RAW_LIMIT + [429] * 3
-    # The trailing slash form datagrepper also answers is counted alike.
-    assert get(proxy, flooder, "/raw/")[0] == 429
-    # Others are not held back, nor are the flooder's other requests (the page, health).
-    assert get(proxy, other, "/raw")[0] == 200
-    assert get(proxy, flooder, "/healthz")[0] == 200
-    # Allowed again once the rate over the period has fallen below the limit.
-    time.sleep(RAW_PERIOD_S * 2 + 0.5)
+    held: list[tuple[int, bytes]] = []
+    holders = [
+        threading.Thread(target=lambda: held.append(get(proxy, flooder, "/raw?hold")))
+        for _ in range(RAW_PER_SOURCE)
+    ]
+    for holder in holders:
+        holder.start()
+    try:
+        # Until all of them are at a gateway (in flight: haproxy counts them).
+        for _ in range(RAW_PER_SOURCE):
+            assert HELD.acquire(timeout=10)
+        assert get(proxy, flooder, "/raw?page=2")[0] == 429
+        # The trailing slash form datagrepper also answers is counted alike.
+        assert get(proxy, flooder, "/raw/")[0] == 429
+        # Others are not held back, nor are the flooder's other requests (the page, health).
+        assert get(proxy, other, "/raw")[0] == 200
+        assert get(proxy, flooder, "/healthz")[0] == 200
+    finally:
+        RELEASE.set()
+        for holder in holders:
+            holder.join()
+        RELEASE.clear()
+    assert [status for status, body in held] == [200] * RAW_PER_SOURCE, held
+    # Allowed again as soon as they are answered.
     assert get(proxy, flooder, "/raw")[0] == 200
 
 

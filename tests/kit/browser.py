@@ -234,6 +234,12 @@ class Browser:
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
+    def set_offline(self, offline: bool) -> None:
+        """Cut the page off the network (its connections fail, new ones cannot be made) or bring it back."""
+        self.call("Network.enable")
+        no_throttling = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+        self.call("Network.emulateNetworkConditions", offline=offline, **no_throttling)
+
     def screenshot(self, path: str | Path) -> Path:
         """Save the visible page as PNG; a relative path is taken under screenshot_dir when one was given."""
         target = Path(path)

@@ -17,7 +17,7 @@ import pytest
 import zmq
 from gateway_harness import TIMEOUT, bus_publisher, wait_subscribed
 from kit import browser
-from websocket_harness import WebsocketDaemon, publish
+from websocket_harness import WebsocketDaemon, missed_while_restarting, publish
 
 StartWebsocket = Callable[..., WebsocketDaemon]
 PREFIX = "org.fedoraproject.prod.git"
@@ -107,8 +107,6 @@ def test_page_resumes_what_it_missed_while_disconnected(
     start_windowed: Callable[..., tuple[zmq.Socket, WebsocketDaemon]], start_websocket: StartWebsocket
 ) -> None:
     pub, daemon = start_windowed()
-    args = daemon.process.args
-    state, url = args[args.index("--state-dir") + 1], args[args.index("--endpoint") + 1]
     with browser.start(daemon.http + "/") as page:
         page.wait_for("document.getElementById('status')?.textContent.startsWith('connected')", TIMEOUT)
         deadline = time.monotonic() + TIMEOUT
@@ -119,24 +117,14 @@ def test_page_resumes_what_it_missed_while_disconnected(
         publish(pub, [git_message(i) for i in range(5)])
         page.wait_for(f"{SHOWN_INDEXES}.length === 5", TIMEOUT)
         # The browser goes offline: it cannot reconnect while the daemon restarts and 5 messages pass.
-        page.call("Network.enable")
-        offline = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
-        page.call("Network.emulateNetworkConditions", offline=True, **offline)
-        daemon.stop()
-        page.wait_for("document.getElementById('status').textContent.startsWith('disconnected')", TIMEOUT)
-        restarted = start_websocket([url], "--state-dir", state, "--bind", f"127.0.0.1:{daemon.port}")
-        # (XPUB reports no repeated subscription: probe until the new daemon hears the bus.)
-        deadline = time.monotonic() + TIMEOUT
-        while not restarted.scrape()["messages_received_total"]:
-            assert time.monotonic() < deadline, "the restarted daemon never heard the bus"
-            publish(pub, [("probe", b"{}")])
-            time.sleep(0.1)
-        time.sleep(0.3)
-        probes = restarted.scrape()["messages_received_total"]
-        publish(pub, [git_message(i) for i in range(5, 10)])
-        restarted.wait_metrics(lambda s: s["messages_received_total"] == probes + 5)
-        assert restarted.scrape()["connections_total"] == 0, "the page came back before the messages"
-        page.call("Network.emulateNetworkConditions", offline=False, **offline)
+        restarted, probes = missed_while_restarting(
+            page,
+            "document.getElementById('status').textContent.startsWith('disconnected')",
+            pub=pub,
+            daemon=daemon,
+            start=start_websocket,
+            missed=[git_message(i) for i in range(5, 10)],
+        )
         page.wait_for(f"{SHOWN_INDEXES}.length === 10", TIMEOUT * 3)
         publish(pub, [git_message(10)])
         page.wait_for(f"{SHOWN_INDEXES}.length === 11", TIMEOUT)

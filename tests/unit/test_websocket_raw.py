@@ -4,15 +4,13 @@ a window that outlives a restart, and the real fedmsg consumer's backlog code (u
 from __future__ import annotations
 
 import json
-import logging
-import queue
 import urllib.parse
 from collections.abc import Callable
 
 import pytest
 import zmq
 from gateway_harness import bus_publisher, wait_subscribed
-from websocket_harness import WebsocketDaemon, http_get, publish
+from websocket_harness import WebsocketDaemon, fedmsg_backlog, http_get, publish
 
 StartWebsocket = Callable[..., WebsocketDaemon]
 GIT = "org.fedoraproject.prod.git.receive"
@@ -152,7 +150,6 @@ def test_window_outlives_a_restart(
 
 def test_fedmsg_consumer_backlog_reads_every_page(window: tuple[zmq.Socket, WebsocketDaemon, list]) -> None:
     """fedmsg's own FedmsgConsumer._backlog and get_datagrepper_results, unmodified, against /raw."""
-    consumers = pytest.importorskip("fedmsg.consumers")
     pub, daemon, messages = window
     # 250 more in one second (three pages of 100), after the message the consumer saw last.
     more = [(GIT, fedmsg_body(100 + index, GIT, BASE + 20)) for index in range(250)]
@@ -160,17 +157,7 @@ def test_fedmsg_consumer_backlog_reads_every_page(window: tuple[zmq.Socket, Webs
     daemon.wait_metrics(lambda s: s["window_messages"] == len(messages) + len(more))
     last_seen = json.loads(messages[25][1])  # timestamp BASE+8: the rest of that second comes again
 
-    consumer = object.__new__(consumers.FedmsgConsumer)
-    consumer.topic = "org.fedoraproject.prod.git.*"
-    consumer.datagrepper_url = f"{daemon.http}/raw"
-    consumer.skip_last_message = False
-    consumer.log = logging.getLogger("fedmsg-consumer-under-test")
-    consumer.incoming = queue.Queue()
-    consumer._backlog(json.dumps({"message": {"topic": GIT, "body": last_seen}}))
-
-    got = []
-    while not consumer.incoming.empty():
-        got.append(consumer.incoming.get_nowait())
+    got = fedmsg_backlog(f"{daemon.http}/raw", "org.fedoraproject.prod.git.*", last_seen)
     later = [(t, b) for t, b in messages + more if json.loads(b)["timestamp"] >= last_seen["timestamp"]]
     wanted = [json.loads(b) for t, b in later if t == GIT and json.loads(b)["msg_id"] != last_seen["msg_id"]]
     assert [item["body"] for item in got] == wanted

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import queue
 import re
 import socket
 import time
@@ -149,6 +151,65 @@ def publish(pub: zmq.Socket, messages: list[tuple[str, bytes]]) -> None:
 def bus_message(index: int, topic: str = "org.fedoraproject.prod.git.receive") -> tuple[str, bytes]:
     body = json.dumps({"i": index, "msg": {"agent": "alice", "title": f"commit {index}"}, "timestamp": 1.5})
     return topic, body.encode()
+
+
+def fedmsg_backlog(datagrepper_url: str, topic: str, last_seen: dict[str, Any]) -> list[dict[str, Any]]:
+    """What fedmsg's own FedmsgConsumer._backlog (with its get_datagrepper_results), unmodified, queues for a
+    consumer of `topic` whose status file holds `last_seen`, pointed at `datagrepper_url`: as a hub runs it
+    on start (in a thread: any exception, such as a 429's HTML that is no JSON, ends the catch-up there)."""
+    consumers = pytest.importorskip("fedmsg.consumers")
+    consumer = object.__new__(consumers.FedmsgConsumer)
+    consumer.topic = topic
+    consumer.datagrepper_url = datagrepper_url
+    consumer.skip_last_message = False
+    consumer.log = logging.getLogger("fedmsg-consumer-under-test")
+    consumer.incoming = queue.Queue()
+    consumer._backlog(json.dumps({"message": {"topic": last_seen["topic"], "body": last_seen}}))
+    got = []
+    while not consumer.incoming.empty():
+        got.append(consumer.incoming.get_nowait())
+    return got
+
+
+def restart_on_its_window(
+    pub: zmq.Socket, stopped: WebsocketDaemon, start: Callable[..., WebsocketDaemon]
+) -> tuple[WebsocketDaemon, int]:
+    """A daemon started with `start` on the stopped one's address, bus and --state-dir, once it hears the
+    bus, and how many probes that took (topic "probe", body {}: they are in its window)."""
+    args = stopped.process.args
+    state, url = args[args.index("--state-dir") + 1], args[args.index("--endpoint") + 1]
+    restarted = start([url], "--state-dir", state, "--bind", f"127.0.0.1:{stopped.port}")
+    # (XPUB reports no repeated subscription: probe until the new daemon hears the bus.)
+    deadline = time.monotonic() + TIMEOUT
+    while not restarted.scrape()["messages_received_total"]:
+        assert time.monotonic() < deadline, "the restarted daemon never heard the bus"
+        publish(pub, [("probe", b"{}")])
+        time.sleep(0.1)
+    time.sleep(0.3)
+    return restarted, int(restarted.scrape()["messages_received_total"])
+
+
+def missed_while_restarting(
+    page: Any,  # noqa: ANN401 - a kit.browser.Browser
+    gone: str,
+    *,
+    pub: zmq.Socket,
+    daemon: WebsocketDaemon,
+    start: Callable[..., WebsocketDaemon],
+    missed: list[tuple[str, bytes]],
+) -> tuple[WebsocketDaemon, int]:
+    """The browser goes offline (it cannot reconnect meanwhile), `daemon` stops, the page notices (the
+    JavaScript condition `gone`), the daemon restarts on its window and `missed` are published and
+    received; then the browser is back online. The restarted daemon and its probes (restart_on_its_window)."""
+    page.set_offline(True)
+    daemon.stop()
+    page.wait_for(gone, TIMEOUT)
+    restarted, probes = restart_on_its_window(pub, daemon, start)
+    publish(pub, missed)
+    samples = restarted.wait_metrics(lambda s: s["messages_received_total"] == probes + len(missed))
+    assert samples["connections_total"] + samples["sse_connections_total"] == 0, "back before the messages"
+    page.set_offline(False)
+    return restarted, probes
 
 
 def frame_for(topic: str, body: bytes) -> str:
