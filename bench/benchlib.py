@@ -240,6 +240,7 @@ class Haproxy:
             except OSError:
                 pass
             if time.monotonic() > deadline:
+                self.process.kill()  # a bench that gives up leaves no haproxy behind
                 sys.exit(f"haproxy: timed out waiting for {what}")
             time.sleep(0.1)
 

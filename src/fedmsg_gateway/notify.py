@@ -13,14 +13,21 @@ from collections.abc import Callable
 
 
 def notify(state: str) -> None:
-    """Send `state` (e.g. "READY=1") to systemd; do nothing when not started by systemd."""
+    """Send `state` (e.g. "READY=1") to systemd; do nothing when not started by systemd.
+
+    A socket that is gone or full loses the notification, as sd_notify(3) does: telling systemd is
+    never a reason for the daemon to stop relaying.
+    """
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return
     if address.startswith("@"):
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(state.encode(), address)
+        try:
+            sock.sendto(state.encode(), address)
+        except OSError:
+            pass
 
 
 def watchdog_interval() -> float | None:

@@ -23,6 +23,18 @@ def test_watchdog_pings_when_asked(start_daemon: StartDaemon) -> None:
     assert pings == 3
 
 
+def test_a_notify_socket_that_went_away_does_not_stop_the_daemon(start_daemon: StartDaemon) -> None:
+    """sd_notify's semantics: a lost notification is ignored. (A STATUS= or WATCHDOG=1 to a socket that
+    no longer listens once stopped the daemon with ConnectionRefusedError.)"""
+    daemon = start_daemon(["tcp://127.0.0.1:1"], WATCHDOG_USEC="200000")
+    assert daemon.notify.wait_for("WATCHDOG=1", timeout=TIMEOUT)
+    daemon.notify.close()
+    # Several watchdog periods and a STATUS= refresh (notify.STATUS_INTERVAL) go to the closed socket.
+    time.sleep(6)
+    assert daemon.process.poll() is None, daemon.stderr
+    assert "Traceback" not in daemon.stderr
+
+
 # How each daemon spells its listen address.
 BIND = {"fedmsg_gateway": "tcp://127.0.0.1:{}", "fedmsg_websocket": "127.0.0.1:{}"}
 
