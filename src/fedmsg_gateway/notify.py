@@ -6,6 +6,7 @@ $NOTIFY_SOCKET; a leading '@' names a socket in the abstract namespace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -23,11 +24,8 @@ def notify(state: str) -> None:
         return
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(state.encode(), address)
-        except OSError:
-            pass
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+        sock.sendto(state.encode(), address)
 
 
 def watchdog_interval() -> float | None:
