@@ -145,7 +145,7 @@ ADMIN_DRAIN_MASK = 0x08 | 0x10
 SERVERS_STATE_VERSION = "1"
 
 
-class SocketError(Exception):
+class SocketError(OSError):
     """The stats socket could not be reached or gave an answer this module cannot use."""
 
 
