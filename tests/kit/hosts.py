@@ -75,6 +75,14 @@ def frontend_sessions(host: Host, proxy: str = RAW_PROXY) -> int:
     return total
 
 
+_METRICS_SCRIPT = "import sys, urllib.request as u; print(u.urlopen(f'http://127.0.0.1:{sys.argv[1]}/metrics').read().decode())"
+
+
+def metrics_page(host: Host, port: int) -> str:
+    """A daemon's /metrics page, fetched inside the host on its loopback address."""
+    return host.check_output("python3 -c %s %s", _METRICS_SCRIPT, str(port))
+
+
 def main_pid(host: Host, service: str) -> int:
     pid = int(host.check_output("systemctl show --property MainPID --value %s", service))
     assert pid > 0, f"{service} has no main process"

@@ -14,6 +14,7 @@ from pathlib import Path
 import ansible_json
 import pytest
 import yaml
+from kit.bundle import NRPE_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "firewall.yml"
@@ -92,7 +93,7 @@ def test_gateways_admit_their_ports_from_the_proxies_nrpe_and_metrics_from_monit
         "from busgateway": {INVENTORY["fedmsg_websocket_port"]},
         # NRPE, and both daemons' metrics for Prometheus: the monitoring hosts only, never the proxies.
         "from monitoring": {
-            5666,
+            NRPE_PORT,
             INVENTORY["fedmsg_gateway_metrics_port"],
             INVENTORY["fedmsg_websocket_metrics_port"],
         },
@@ -106,7 +107,7 @@ def test_proxies_open_both_streams_to_everyone_and_monitoring_ports_to_monitorin
         "public": {9940, 9939, 22},
         # NRPE, the admin address (haproxy's exporter) and the sessions exporter.
         "from monitoring": {
-            5666,
+            NRPE_PORT,
             INVENTORY["haproxy_admin_port"],
             INVENTORY["haproxy_sessions_metrics_port"],
         },
@@ -120,4 +121,4 @@ def test_the_proxy_opens_what_its_variables_say(tmp_path: Path) -> None:
         "haproxy_stats_from_groups": ["monitoring"],
         "nagios_nrpe_haproxy_sessions_metrics_port": 0,
     }
-    assert rule_sets(tmp_path, extra)[PROXY] == {"public": {9940, 22}, "from monitoring": {5666, 8405}}
+    assert rule_sets(tmp_path, extra)[PROXY] == {"public": {9940, 22}, "from monitoring": {NRPE_PORT, 8405}}
