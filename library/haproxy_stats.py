@@ -23,9 +23,11 @@ description:
   - Runs on the haproxy host, with the Python standard library only.
 options:
   socket:
-    description: Path of haproxy's stats socket. Changing states needs C(level admin) on it.
+    description:
+      - Path of haproxy's stats socket (the haproxy role's C(haproxy_stats_socket); the playbooks pass
+        the inventory's C(fedmsg_haproxy_stats_socket)). Changing states needs C(level admin) on it.
     type: path
-    default: /run/haproxy/admin.sock
+    required: true
   master_socket:
     description:
       - Path of haproxy's master CLI socket (the haproxy role's C(haproxy_master_socket)).
@@ -35,7 +37,9 @@ options:
       - States, weights, C(smax) and C(slim) always come from the current worker (O(socket)).
     type: path
   proxy:
-    description: Name of the backend or listen section, for example C(fedmsg-raw-zmq).
+    description:
+      - Name of the backend or listen section, for example the raw stream's (the haproxy role's
+        C(haproxy_fedmsg_proxy); the playbooks pass the inventory's C(fedmsg_haproxy_raw_proxy)).
     type: str
     required: true
   host:
@@ -70,7 +74,8 @@ author:
 EXAMPLES = r"""
 - name: Drain every port of this gateway on all proxies
   haproxy_stats:
-    proxy: fedmsg-raw-zmq
+    socket: "{{ fedmsg_haproxy_stats_socket }}"
+    proxy: "{{ fedmsg_haproxy_raw_proxy }}"
     host: "{{ inventory_hostname }}"
     state: drain
   delegate_to: "{{ item }}"
@@ -78,7 +83,8 @@ EXAMPLES = r"""
 
 - name: Wait until no session is left on this gateway
   haproxy_stats:
-    proxy: fedmsg-raw-zmq
+    socket: "{{ fedmsg_haproxy_stats_socket }}"
+    proxy: "{{ fedmsg_haproxy_raw_proxy }}"
     host: "{{ inventory_hostname }}"
   delegate_to: "{{ item }}"
   loop: "{{ groups['proxies'] }}"
@@ -89,7 +95,8 @@ EXAMPLES = r"""
 
 - name: Put the gateway back into rotation
   haproxy_stats:
-    proxy: fedmsg-raw-zmq
+    socket: "{{ fedmsg_haproxy_stats_socket }}"
+    proxy: "{{ fedmsg_haproxy_raw_proxy }}"
     host: "{{ inventory_hostname }}"
     state: ready
   delegate_to: "{{ item }}"
@@ -145,7 +152,7 @@ ADMIN_DRAIN_MASK = 0x08 | 0x10
 SERVERS_STATE_VERSION = "1"
 
 
-class SocketError(Exception):
+class SocketError(OSError):
     """The stats socket could not be reached or gave an answer this module cannot use."""
 
 
@@ -272,7 +279,7 @@ def selected(servers: list[dict[str, object]], host: str | None) -> list[dict[st
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "socket": {"type": "path", "default": "/run/haproxy/admin.sock"},
+            "socket": {"type": "path", "required": True},
             "master_socket": {"type": "path"},
             "proxy": {"type": "str", "required": True},
             "host": {"type": "str"},

@@ -16,7 +16,7 @@ from fedmsg_gateway.config import Config, load
 from fedmsg_gateway.exporter import Exporter, HttpServer, health_server
 from fedmsg_gateway.journal import setup_logging
 from fedmsg_gateway.metrics import Metrics
-from fedmsg_gateway.notify import Heartbeat, bus_status, notify
+from fedmsg_gateway.notify import Heartbeat, Watch, bus_status, notify
 from fedmsg_gateway.relay import Relay, SetupError
 from fedmsg_gateway.settings import daemon_parser, settings_or_exit
 from fedmsg_gateway.subscribers import SubscriberTracker
@@ -31,8 +31,12 @@ _STOP_TIMEOUT = 0.5
 
 def _parser() -> argparse.ArgumentParser:
     parser = daemon_parser(PROG, "Relay every fedmsg bus message to a public ZeroMQ PUB socket.")
-    parser.add_argument("--bind", action="append", metavar="URL", help="public address to bind (repeatable)")
-    parser.add_argument("--hwm", metavar="N", help="send high-water mark per subscriber, in messages")
+    parser.add_argument(
+        "--bind", action="append", dest="binds", metavar="URL", help="public address to bind (repeatable)"
+    )
+    parser.add_argument(
+        "--hwm", dest="send_hwm", metavar="N", help="send high-water mark per subscriber, in messages"
+    )
     parser.add_argument(
         "--health", metavar="HOST:PORT", help='health check HTTP address (GET /healthz), "" disables'
     )
@@ -40,19 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    args = _parser().parse_args(argv)
-    config = settings_or_exit(
-        PROG,
-        lambda: load(
-            args.config,
-            endpoints=args.endpoint,
-            binds=args.bind,
-            send_hwm=args.hwm,
-            metrics=args.metrics,
-            health=args.health,
-        ),
-        args.check_config,
-    )
+    config = settings_or_exit(_parser(), load, argv)
     setup_logging()
     # Block the stop signals before any thread exists (threads inherit the mask, libzmq's included):
     # the main thread then takes them synchronously with sigtimedwait, no handler races.
@@ -101,7 +93,7 @@ def run(config: Config) -> int:
         server.start()
     notify("READY=1")
     log.info("relaying %d endpoint(s) to %s", len(config.endpoints), ", ".join(config.binds))
-    status = _wait_for_stop(relay, Heartbeat(lambda: _status(metrics)))
+    status = _wait_for_stop(Watch(log, "relay", relay.is_alive, Heartbeat(lambda: _status(metrics))))
     for server in servers:
         server.stop()
     metrics.stop(_STOP_TIMEOUT)
@@ -120,17 +112,12 @@ def _status(metrics: Metrics) -> str:
     return bus_status(peers, metrics.last_message_age, metrics.received_any)
 
 
-def _wait_for_stop(relay: Relay, heartbeat: Heartbeat) -> int:
+def _wait_for_stop(watch: Watch) -> int:
     while True:
-        received = signal.sigtimedwait(_STOP_SIGNALS, heartbeat.tick)
-        if received is not None:
-            notify("STOPPING=1")
-            log.info("stopping on %s", signal.Signals(received.si_signo).name)
-            return 0
-        if not relay.is_alive():
-            log.error("relay thread died; exiting")
-            return 1
-        heartbeat.beat()
+        received = signal.sigtimedwait(_STOP_SIGNALS, watch.tick)
+        status = watch.woke(None if received is None else signal.Signals(received.si_signo))
+        if status is not None:
+            return status
 
 
 if __name__ == "__main__":

@@ -12,16 +12,15 @@ import re
 from fedmsg_gateway.settings import (
     HOST,
     ConfigError,
-    apply,
     endpoint_list,
     expect_bool,
     expect_int,
     listen_address,
+    load_settings,
     metrics_address,
     optional_listen_key,
     parse_host_port,
     parse_int_flag,
-    read_toml,
     url_list,
 )
 from fedmsg_gateway.sockets import SOCKET_INT_MINIMUM, SocketSettings, reconnect_error
@@ -52,7 +51,6 @@ class Config(SocketSettings):
     io_threads: int = 1
 
 
-_FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 # Smallest accepted value per integer key.
 _INT_MINIMUM = {
     "send_hwm": 0,
@@ -90,30 +88,14 @@ def load(
     health: str | None = None,
 ) -> Config:
     """Build the Config from an optional TOML file, then command-line values (which win)."""
-    settings: dict[str, object] = {}
-    if path is not None:
-        apply(settings, read_toml(path), f"{path}: ", _FIELDS, _validate)
-    overrides: dict[str, object] = {}
-    if endpoints:
-        overrides["endpoints"] = endpoints
-    if binds:
-        overrides["binds"] = binds
-    if send_hwm is not None:
-        overrides["send_hwm"] = parse_int_flag("--hwm", send_hwm)
-    if metrics is not None:
-        overrides["metrics"] = metrics
-    if health is not None:
-        overrides["health"] = health
-    apply(settings, overrides, "", _FIELDS, _validate)
-    if "endpoints" not in settings:
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}endpoints: at least one endpoint is required (or use --endpoint)")
-    config = Config(**settings)  # type: ignore[arg-type]
-    problem = reconnect_error(config) or _shared_address(config)
-    if problem is not None:
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{problem}")
-    return config
+    hwm = None if send_hwm is None else parse_int_flag("--hwm", send_hwm)
+    flags = {"endpoints": endpoints or None, "binds": binds or None, "send_hwm": hwm}
+    flags |= {"metrics": metrics, "health": health}
+    return load_settings(Config, path, flags, _validate, _problem)
+
+
+def _problem(config: Config) -> str | None:
+    return reconnect_error(config) or _shared_address(config)
 
 
 def _shared_address(config: Config) -> str | None:

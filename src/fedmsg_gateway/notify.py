@@ -7,7 +7,9 @@ $NOTIFY_SOCKET; a leading '@' names a socket in the abstract namespace.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -71,6 +73,32 @@ class Heartbeat:
             self._next_status = now + STATUS_INTERVAL
         if lines:
             notify("\n".join(lines))
+
+
+class Watch:
+    """What a daemon's main loop decides each time it wakes: it waits up to `tick` seconds for a stop
+    signal, then calls woke() with the signal it got (or None).
+
+    A stop signal ends the daemon with 0 (STOPPING=1 first), a dead worker thread with 1; otherwise
+    the heartbeat beats and woke() returns None: wait again.
+    """
+
+    def __init__(
+        self, log: logging.Logger, worker: str, is_alive: Callable[[], bool], heartbeat: Heartbeat
+    ) -> None:
+        self._log, self._worker, self._is_alive, self._heartbeat = log, worker, is_alive, heartbeat
+        self.tick = heartbeat.tick
+
+    def woke(self, stop: signal.Signals | None) -> int | None:
+        if stop is not None:
+            notify("STOPPING=1")
+            self._log.info("stopping on %s", stop.name)
+            return 0
+        if not self._is_alive():
+            self._log.error("%s thread died; exiting", self._worker)
+            return 1
+        self._heartbeat.beat()
+        return None
 
 
 def bus_status(peers: str, age: float, received: bool) -> str:

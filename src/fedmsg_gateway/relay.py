@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import struct
 import threading
+from collections.abc import Callable, Iterable
 
 import zmq
 
@@ -76,20 +77,10 @@ class Relay:
         self.monitor.setsockopt(zmq.LINGER, 0)
         self.monitor.setsockopt(zmq.RCVHWM, 0)
         self.monitor.connect(_MONITOR)
-        for url in config.binds:
-            try:
-                self._backend.bind(url)
-            except zmq.ZMQError as exc:
-                raise SetupError(f"cannot bind {url}: {exc.strerror}") from exc
-            log.info("bound %s", url)
-        for url in config.endpoints:
-            # tcp host names are resolved (and retried) by libzmq's I/O thread, so a host that is down
-            # or not yet in DNS does not fail here.
-            try:
-                self._frontend.connect(url)
-            except zmq.ZMQError as exc:
-                raise SetupError(f"cannot connect to {url}: {exc.strerror}") from exc
-            log.info("connecting to %s", url)
+        _attach(self._backend.bind, config.binds, "bind", "bound")
+        # tcp host names are resolved (and retried) by libzmq's I/O thread, so a host that is down or not
+        # yet in DNS does not fail here.
+        _attach(self._frontend.connect, config.endpoints, "connect to", "connecting to")
 
     def start(self) -> None:
         self._thread.start()
@@ -127,6 +118,16 @@ class Relay:
         """Close the proxy sockets; only once the proxy thread is no longer using them."""
         for sock in (self._frontend, self._backend, self._control):
             sock.close(linger=0)
+
+
+def _attach(attach: Callable[[str], object], urls: Iterable[str], verb: str, done: str) -> None:
+    """bind or connect a socket to each URL, logged; SetupError naming the URL if libzmq refuses one."""
+    for url in urls:
+        try:
+            attach(url)
+        except zmq.ZMQError as exc:
+            raise SetupError(f"cannot {verb} {url}: {exc.strerror}") from exc
+        log.info("%s %s", done, url)
 
 
 def query_counters(sock: zmq.Socket, timeout_ms: int) -> Counters | None:

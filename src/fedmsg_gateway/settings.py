@@ -6,6 +6,7 @@ Shared by fedmsg_gateway.config and fedmsg_websocket.config so that both report 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 import tomllib
@@ -34,12 +35,16 @@ Settings = TypeVar("Settings")
 
 
 def daemon_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The flags both daemons share; each adds its own."""
+    """The flags both daemons share; each adds its own, with `dest` the settings key it overrides."""
     parser = OneLineParser(prog=prog, description=description)
     parser.add_argument("--version", action="version", version=f"{prog} {package_version()}")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file")
     parser.add_argument(
-        "--endpoint", action="append", metavar="URL", help="bus endpoint to connect to (repeatable)"
+        "--endpoint",
+        action="append",
+        dest="endpoints",
+        metavar="URL",
+        help="bus endpoint to connect to (repeatable)",
     )
     parser.add_argument("--metrics", metavar="HOST:PORT", help='metrics HTTP address, "" to disable')
     parser.add_argument(
@@ -48,17 +53,51 @@ def daemon_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def settings_or_exit(prog: str, load: Callable[[], Settings], check_only: bool) -> Settings:
-    """load()'s settings; exit 2 with its one-line error, or 0 after a successful --check-config."""
+def settings_or_exit(
+    parser: argparse.ArgumentParser, load: Callable[..., Settings], argv: list[str] | None
+) -> Settings:
+    """The settings from the command line: load(--config's path, every other flag by its dest).
+
+    Exits 2 with load()'s one-line error, or 0 after a successful --check-config.
+    """
+    flags = vars(parser.parse_args(argv))
+    path, check_only = flags.pop("config"), flags.pop("check_config")
     try:
-        settings = load()
+        settings = load(path, **flags)
     except ConfigError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n")
+        sys.stderr.write(f"{parser.prog}: {exc}\n")
         sys.exit(2)
     if check_only:
         # What deployment tools run before a new file replaces the live one.
         sys.exit(0)
     return settings
+
+
+def load_settings(
+    factory: Callable[..., Settings],
+    path: str | None,
+    flags: Mapping[str, object],
+    validate: Callable[[str, object], object],
+    problem: Callable[[Settings], str | None],
+) -> Settings:
+    """A daemon's settings: the TOML file at `path` (if any), then the flags given (not None), which win.
+
+    `factory` is the settings dataclass (its fields are the keys; `endpoints` is required), `validate`
+    converts one key's value or raises ValueError, `problem` names what is wrong across keys (or None).
+    """
+    known = {field.name for field in dataclasses.fields(factory)}  # type: ignore[arg-type]
+    settings: dict[str, object] = {}
+    if path is not None:
+        apply(settings, read_toml(path), f"{path}: ", known, validate)
+    apply(settings, {key: value for key, value in flags.items() if value is not None}, "", known, validate)
+    where = f"{path}: " if path is not None else ""
+    if "endpoints" not in settings:
+        raise ConfigError(f"{where}endpoints: at least one endpoint is required (or use --endpoint)")
+    loaded = factory(**settings)
+    wrong = problem(loaded)
+    if wrong is not None:
+        raise ConfigError(f"{where}{wrong}")
+    return loaded
 
 
 def check_port(text: str, whole: str) -> int:

@@ -16,7 +16,7 @@ import zmq
 
 from fedmsg_gateway.exporter import Exporter
 from fedmsg_gateway.journal import setup_logging
-from fedmsg_gateway.notify import Heartbeat, bus_status, notify
+from fedmsg_gateway.notify import Heartbeat, Watch, bus_status, notify
 from fedmsg_gateway.settings import daemon_parser, settings_or_exit
 from fedmsg_websocket import health
 from fedmsg_websocket.backfill import Backfill, Coverage, WriterWindow
@@ -54,18 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    args = _parser().parse_args(argv)
-    config = settings_or_exit(
-        PROG,
-        lambda: load(
-            args.config,
-            endpoints=args.endpoint,
-            bind=args.bind,
-            metrics=args.metrics,
-            state_dir=args.state_dir,
-        ),
-        args.check_config,
-    )
+    config = settings_or_exit(_parser(), load, argv)
     setup_logging()
     # websockets logs every connection at INFO: thousands of clients would flood the journal.
     logging.getLogger("websockets").setLevel(logging.WARNING)
@@ -179,8 +168,8 @@ async def run(config: Config) -> int:
     bus.start(daemon.deliver)
     notify("READY=1")
     log.info("serving %d endpoint(s) on ws://%s/", len(config.endpoints), config.bind)
-    status = await _wait_for_stop(stop, bus, Heartbeat(lambda: _status(daemon.metrics, bus)))
-    notify("STOPPING=1")
+    heartbeat = Heartbeat(lambda: _status(daemon.metrics, bus))
+    status = await _wait_for_stop(stop, Watch(log, "bus reader", bus.is_alive, heartbeat))
     server.close()
     for task in daemon.plain:
         task.cancel()
@@ -209,16 +198,12 @@ def _status(metrics: Metrics, bus: BusReader) -> str:
     return bus_status(f"{metrics.clients} clients", metrics.last_message_age, bus.received > 0)
 
 
-async def _wait_for_stop(stop: asyncio.Future[signal.Signals], bus: BusReader, heartbeat: Heartbeat) -> int:
+async def _wait_for_stop(stop: asyncio.Future[signal.Signals], watch: Watch) -> int:
     while True:
-        done, _ = await asyncio.wait([stop], timeout=heartbeat.tick)
-        if done:
-            log.info("stopping on %s", stop.result().name)
-            return 0
-        if not bus.is_alive():
-            log.error("bus reader thread died; exiting")
-            return 1
-        heartbeat.beat()
+        done, _ = await asyncio.wait([stop], timeout=watch.tick)
+        status = watch.woke(stop.result() if done else None)
+        if status is not None:
+            return status
 
 
 if __name__ == "__main__":

@@ -12,15 +12,14 @@ from collections.abc import Callable
 
 from fedmsg_gateway.settings import (
     ConfigError,
-    apply,
     endpoint_list,
     expect_bool,
     expect_int,
     listen_address,
     listen_key,
+    load_settings,
     metrics_address,
     parse_host_port,
-    read_toml,
 )
 from fedmsg_gateway.sockets import SOCKET_INT_MINIMUM, SocketSettings, reconnect_error
 
@@ -69,7 +68,6 @@ class Config(SocketSettings):
     listen_backlog: int = 4096
 
 
-_FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 _INT_MINIMUM = {
     "window_max_age": 60,
     "window_max_bytes": 1024 * 1024,
@@ -139,18 +137,5 @@ def load(
     state_dir: str | None = None,
 ) -> Config:
     """Build the Config from an optional TOML file, then command-line values (which win)."""
-    settings: dict[str, object] = {}
-    if path is not None:
-        apply(settings, read_toml(path), f"{path}: ", _FIELDS, _validate)
-    overrides: dict[str, object] = {"endpoints": endpoints or None, "bind": bind}
-    overrides |= {"metrics": metrics, "state_dir": state_dir}
-    flags = {key: value for key, value in overrides.items() if value is not None}
-    apply(settings, flags, "", _FIELDS, _validate)
-    where = f"{path}: " if path is not None else ""
-    if "endpoints" not in settings:
-        raise ConfigError(f"{where}endpoints: at least one endpoint is required (or use --endpoint)")
-    config = Config(**settings)  # type: ignore[arg-type]
-    problem = reconnect_error(config)
-    if problem is not None:
-        raise ConfigError(f"{where}{problem}")
-    return config
+    flags = {"endpoints": endpoints or None, "bind": bind, "metrics": metrics, "state_dir": state_dir}
+    return load_settings(Config, path, flags, _validate, reconnect_error)

@@ -12,8 +12,6 @@ from nagios_plugins import (
     PLUGIN_DIR,
     UNKNOWN,
     WARNING,
-    assert_unknown_within_the_timeout,
-    bundle_version,
     run_plugin,
     unix_server,
 )
@@ -123,10 +121,6 @@ def test_unexpected_server_status_is_unknown(chain: Chain, tmp_path: Path) -> No
         )
 
 
-def test_socket_that_never_answers_is_unknown_within_the_timeout(tmp_path: Path) -> None:
-    assert_unknown_within_the_timeout(PLUGIN, "SERVERS", "--socket", "show stat", tmp_path)
-
-
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
@@ -137,8 +131,3 @@ def test_socket_that_never_answers_is_unknown_within_the_timeout(tmp_path: Path)
 )
 def test_bad_arguments_are_unknown(args: tuple[str, ...], reason: str) -> None:
     assert run_plugin(PLUGIN, *args) == (UNKNOWN, f"SERVERS UNKNOWN - bad arguments: {reason}")
-
-
-def test_version_is_one_line() -> None:
-    # Through the shebang, as NRPE runs it.
-    assert run_plugin(PLUGIN, "-V", prefix=()) == (OK, f"check_haproxy_servers {bundle_version()}")

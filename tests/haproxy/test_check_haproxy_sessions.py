@@ -17,8 +17,6 @@ from nagios_plugins import (
     PLUGIN_DIR,
     UNKNOWN,
     WARNING,
-    assert_unknown_within_the_timeout,
-    bundle_version,
     install_copy,
     run_plugin,
     unix_server,
@@ -153,13 +151,6 @@ def test_stale_socket_is_unknown(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(("option", "command"), [("--socket", "show stat"), ("--master-socket", "show proc")])
-def test_socket_that_never_answers_is_unknown_within_the_timeout(
-    tmp_path: Path, option: str, command: str
-) -> None:
-    assert_unknown_within_the_timeout(PLUGIN, "SESSIONS", option, command, tmp_path)
-
-
 @pytest.mark.parametrize(
     ("option", "answer", "reason"),
     [
@@ -244,12 +235,6 @@ def test_help_names_every_option() -> None:
         "--version",
     ):
         assert option in result.stdout
-
-
-@pytest.mark.parametrize("option", ["-V", "--version"])
-def test_version_is_one_line(option: str) -> None:
-    # Through the shebang, as NRPE runs it.
-    assert run_plugin(PLUGIN, option, prefix=()) == (OK, f"check_haproxy_sessions {bundle_version()}")
 
 
 def test_master_socket_counts_the_sessions_left_on_old_workers(chain: Chain) -> None:

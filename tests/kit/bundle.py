@@ -29,8 +29,12 @@ def role_constant(role: str, variable: str) -> Any:  # noqa: ANN401
 # haproxy's sockets, where the haproxy role puts them.
 STATS_SOCKET: str = role_default("haproxy", "haproxy_stats_socket")
 MASTER_SOCKET: str = role_default("haproxy", "haproxy_master_socket")
-# The public proxies (listen sections) of haproxy.cfg, in the order the monitoring roles check them.
-RAW_PROXY, WEBSOCKET_PROXY = role_default("nagios_nrpe", "nagios_nrpe_haproxy_proxies")
+# The public proxies (listen sections) of haproxy.cfg, as the haproxy role names them.
+RAW_PROXY: str = role_default("haproxy", "haproxy_fedmsg_proxy")
+WEBSOCKET_PROXY: str = role_default("haproxy", "haproxy_websocket_proxy")
 NRPE_PORT: int = role_constant("nagios_nrpe", "__nagios_nrpe_port")
 # Where the nagios_nrpe role installs the plugins on the hosts.
 NRPE_PLUGIN_DIR: str = role_constant("nagios_nrpe", "__nagios_nrpe_plugin_dir")
+# The ports the gateway's two daemons serve /metrics on, where their roles put them.
+GATEWAY_METRICS_PORT = int(role_default("fedmsg_gateway", "fedmsg_gateway_metrics").rpartition(":")[2])
+WEBSOCKET_METRICS_PORT = int(role_default("fedmsg_websocket", "fedmsg_websocket_metrics").rpartition(":")[2])

@@ -1,31 +1,27 @@
-"""The one reader of haproxy's stats socket and master CLI, for every test.
+"""haproxy's stats socket and master CLI, for every test: library/haproxy_stats's reader and parsers of
+the answers.
 
-`query` is plain stdlib: the tests on this machine call it directly, and `kit.hosts` runs the same
-function inside a container (its source is sent with the command, as the images have no socat).
+`query` is the Ansible module's own (stdlib only; library/ is on pytest's pythonpath): the bundle has
+one reader of these sockets, tested against a real haproxy by tests/haproxy/test_haproxy_stats_module.py.
+`kit.hosts` runs the same function inside a container (its source is sent with the command, as the
+images have no socat).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import socket
+
+import haproxy_stats
 
 
 def query(path: str, command: str, timeout: float = 5) -> str:
-    """One command on a stats or master socket, its answer read to EOF.
+    """One command on a stats or master socket, its whole answer (read to EOF within TIMEOUT seconds).
 
-    The write side is shut after the command: the master CLI answers only then. Not strict UTF-8: a
-    failed health check puts the server's raw (binary) answer into last_chk.
+    OSError (the module's SocketError) when the socket cannot be read. Not strict UTF-8: a failed
+    health check puts the server's raw (binary) answer into last_chk.
     """
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(command.encode() + b"\n")
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace")
+    return haproxy_stats.query(path, command, timeout)
 
 
 def stat_rows(show_stat: str) -> list[dict[str, str]]:

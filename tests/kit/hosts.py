@@ -7,17 +7,22 @@ import json
 import re
 from typing import Any
 
+import haproxy_stats
 from testinfra.host import Host
 
 from kit import haproxy_socket
 from kit.bundle import MASTER_SOCKET, RAW_PROXY, STATS_SOCKET
 from kit.wait import wait_until
 
-# kit.haproxy_socket.query, run by the container's python3 (the images have no socat).
-_QUERY_SCRIPT = (
-    "import socket, sys\n"
-    + inspect.getsource(haproxy_socket.query)
-    + "sys.stdout.write(query(sys.argv[1], sys.argv[2]))\n"
+# library/haproxy_stats's reader (kit.haproxy_socket.query), run by the container's python3 (the images
+# have no socat, and no Ansible to import the module from).
+_QUERY_SCRIPT = "\n".join(
+    [
+        "import socket, sys, time",
+        inspect.getsource(haproxy_stats.SocketError),
+        inspect.getsource(haproxy_stats.query),
+        "sys.stdout.write(query(sys.argv[1], sys.argv[2], 5))",
+    ]
 )
 
 
@@ -68,6 +73,14 @@ def frontend_sessions(host: Host, proxy: str = RAW_PROXY) -> int:
         rows = haproxy_socket.stat_rows(haproxy_admin(host, f"@!{pid} show stat", MASTER_SOCKET))
         total += sum(int(r["scur"]) for r in rows if r["pxname"] == proxy and r["svname"] == "FRONTEND")
     return total
+
+
+_METRICS_SCRIPT = "import sys, urllib.request as u; print(u.urlopen(f'http://127.0.0.1:{sys.argv[1]}/metrics').read().decode())"
+
+
+def metrics_page(host: Host, port: int) -> str:
+    """A daemon's /metrics page, fetched inside the host on its loopback address."""
+    return host.check_output("python3 -c %s %s", _METRICS_SCRIPT, str(port))
 
 
 def main_pid(host: Host, service: str) -> int:

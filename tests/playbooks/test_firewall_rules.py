@@ -15,6 +15,7 @@ import ansible_json
 import pytest
 import yaml
 from ansible_json import INVENTORY_VAULT, LOCAL
+from kit.bundle import NRPE_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "firewall.yml"
@@ -101,7 +102,7 @@ def test_gateways_admit_their_ports_from_the_proxies_nrpe_and_metrics_from_monit
         "from busgateway": {INVENTORY["fedmsg_websocket_port"]},
         # NRPE, and both daemons' metrics for Prometheus: the monitoring hosts only, never the proxies.
         "from monitoring": {
-            5666,
+            NRPE_PORT,
             port_of("fedmsg_gateway_metrics"),
             port_of("fedmsg_websocket_metrics"),
         },
@@ -115,7 +116,7 @@ def test_proxies_open_both_streams_to_everyone_and_monitoring_ports_to_monitorin
         "public": {9940, 9939, 22},
         # NRPE, the admin address (haproxy's exporter) and the sessions exporter.
         "from monitoring": {
-            5666,
+            NRPE_PORT,
             port_of("haproxy_stats_bind"),
             INVENTORY["nagios_nrpe_haproxy_sessions_metrics_port"],
         },
@@ -129,7 +130,7 @@ def test_the_proxy_opens_what_its_variables_say(tmp_path: Path) -> None:
         "haproxy_stats_from_groups": ["monitoring"],
         "nagios_nrpe_haproxy_sessions_metrics_port": 0,
     }
-    assert rule_sets(tmp_path, extra)[PROXY] == {"public": {9940, 22}, "from monitoring": {5666, 8405}}
+    assert rule_sets(tmp_path, extra)[PROXY] == {"public": {9940, 22}, "from monitoring": {NRPE_PORT, 8405}}
 
 
 def sources_by_port(rule_set: str) -> dict[int, set[str]]:
@@ -154,4 +155,4 @@ def test_gateways_admit_the_source_addresses_haproxy_connects_from(tmp_path: Pat
         assert set(extra_sources) <= sources[port], (port, sources[port])
     # The browser stream's servers have no `source`: haproxy connects from the proxy's own address.
     assert not set(extra_sources) & sources[INVENTORY["fedmsg_websocket_port"]]
-    assert not set(extra_sources) & sources[5666]
+    assert not set(extra_sources) & sources[NRPE_PORT]

@@ -64,6 +64,16 @@ def start_daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
 
 
 @pytest.fixture
+def subscribed_daemon(start_daemon: Callable[..., Daemon], ctx: zmq.Context) -> tuple[zmq.Socket, Daemon]:
+    """Either daemon, started on a bus publisher of the test's own and subscribed to it: from then on
+    nothing the publisher sends is lost."""
+    pub, url = bus_publisher(ctx)
+    daemon = start_daemon([url])
+    wait_subscribed(pub)
+    return pub, daemon
+
+
+@pytest.fixture
 def ctx() -> Iterator[zmq.Context]:
     context = zmq.Context()
     yield context

@@ -21,11 +21,9 @@ from gateway_harness import (
     TIMEOUT,
     Daemon,
     Gateway,
-    bus_publisher,
     env_with_src,
     free_port,
     subscriber,
-    wait_subscribed,
 )
 
 from fedmsg_gateway.check import parse_metrics
@@ -127,11 +125,9 @@ def test_every_family_has_help_and_type(start_daemon: StartDaemon) -> None:
 
 
 def test_last_message_timestamp_is_when_the_bus_last_delivered(
-    start_daemon: StartDaemon, ctx: zmq.Context
+    subscribed_daemon: tuple[zmq.Socket, Daemon],
 ) -> None:
-    pub, url = bus_publisher(ctx)
-    daemon = start_daemon([url])
-    wait_subscribed(pub)
+    pub, daemon = subscribed_daemon
     before = own_samples(daemon)
     started = parse_metrics(page(daemon), "process_")["start_time_seconds"]
     # Nothing yet: the start counts as the last message, as the age has always done.
@@ -159,11 +155,9 @@ STATUS = re.compile(
 
 
 def test_status_tells_systemd_who_is_connected_and_when_the_bus_last_delivered(
-    start_daemon: StartDaemon, ctx: zmq.Context
+    subscribed_daemon: tuple[zmq.Socket, Daemon],
 ) -> None:
-    pub, url = bus_publisher(ctx)
-    daemon = start_daemon([url])
-    wait_subscribed(pub)
+    pub, daemon = subscribed_daemon
     first = daemon.notify.wait_until(lambda line: line.startswith("STATUS="))
     assert first is not None, "no STATUS= after READY=1"
     match = STATUS.fullmatch(first)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import testinfra
 from kit import browser
+from kit.bundle import WEBSOCKET_METRICS_PORT
+from kit.hosts import metrics_page
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://app01"]
@@ -33,11 +35,7 @@ def probe(host: Host, command: str, *args: str) -> dict:
 
 
 def slow_closes() -> int:
-    gateway = testinfra.get_host("podman://busgateway01")
-    page = gateway.check_output(
-        "python3 -c %s",
-        "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9929/metrics').read().decode())",
-    )
+    page = metrics_page(testinfra.get_host("podman://busgateway01"), WEBSOCKET_METRICS_PORT)
     match = SLOW_CLOSES.search(page)
     assert match, "fedmsg-websocket exports no slow_client_closes_total"
     return int(match[1])

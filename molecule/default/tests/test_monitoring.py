@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from kit.bundle import NRPE_PLUGIN_DIR, NRPE_PORT, RAW_PROXY, STATS_SOCKET, WEBSOCKET_PROXY
+from kit.bundle import MASTER_SOCKET, NRPE_PLUGIN_DIR, NRPE_PORT, RAW_PROXY, STATS_SOCKET, WEBSOCKET_PROXY
 from kit.hosts import frontend_sessions, haproxy_workers, wait_until_gateways_up
 from kit.probes import Heartbeats
 from kit.scenario import SCENARIO_DIR
@@ -212,11 +212,11 @@ def test_stats_socket_is_readable_by_nrpe_and_nobody_else(host: Host, group_vars
     assert as_nobody.rc == 3
     assert "permission denied" in as_nobody.stdout
     # The master CLI, which reaches every worker, is the monitoring group's too.
-    master = proxy.file("/run/haproxy/master.sock")
+    master = proxy.file(MASTER_SOCKET)
     assert master.is_socket
     assert (master.user, master.group, master.mode) == ("root", "nagios", 0o660)
     for user, state in (("nagios", OK), ("nobody", 3)):
-        run = proxy.run("runuser -u %s -- %s --master-socket /run/haproxy/master.sock", user, plugin)
+        run = proxy.run("runuser -u %s -- %s --master-socket %s", user, plugin, MASTER_SOCKET)
         assert run.rc == state, (user, run.stdout)
 
 

@@ -8,8 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from kit.bundle import PROJECT
-from kit.hosts import main_pid
+from kit.bundle import GATEWAY_METRICS_PORT, PROJECT
+from kit.hosts import main_pid, metrics_page
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://busgateway01"]
@@ -38,8 +38,7 @@ def test_the_installed_package_is_the_build_of_pyprojects_version(host: Host) ->
 def test_version_build_info_and_dpkg_agree(host: Host) -> None:
     installed = installed_version(host)
     assert host.check_output("fedmsg-gateway --version") == f"fedmsg-gateway {installed}"
-    scrape = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9941/metrics').read().decode())"
-    metrics = host.check_output("python3 -c %s", scrape)
+    metrics = metrics_page(host, GATEWAY_METRICS_PORT)
     assert f'fedmsg_gateway_build_info{{version="{installed}"}} 1' in metrics.splitlines()
 
 

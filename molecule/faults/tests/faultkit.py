@@ -9,6 +9,7 @@ A module of its own (not conftest) so that its name collides with no other test 
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import os
@@ -21,12 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import haproxy_stats
 import zmq
 import zmq.utils.monitor
 
 # The benchmarks' C-speed counting subscriber (bench/ is on pytest's pythonpath, pyproject.toml).
 from benchlib import Sink
-from kit.bundle import RAW_PROXY
+from kit.bundle import RAW_PROXY, STATS_SOCKET
 from kit.wait import wait_until
 
 HEADER = struct.Struct("=qqq")  # publisher start (ns), sequence, CLOCK_MONOTONIC ns at send
@@ -194,23 +196,25 @@ def record(name: str, result: dict[str, object]) -> None:
     REPORT.write_text(json.dumps(figures, indent=1))
 
 
-_STATES = """
-import csv, io, socket, sys, time
+# A loop inside proxy01 around library/haproxy_stats's reader (kit.haproxy_socket.query): argv is the
+# stats socket and the proxy.
+_STATES = "\n".join(
+    [
+        "import csv, io, socket, sys, time",
+        inspect.getsource(haproxy_stats.SocketError),
+        inspect.getsource(haproxy_stats.query),
+        """
 while True:
-    s = socket.socket(socket.AF_UNIX)
-    s.connect("/run/haproxy/admin.sock")
-    s.sendall(b"show stat\\n")
-    out = b""
-    while chunk := s.recv(65536):
-        out += chunk
-    s.close()
+    out = query(sys.argv[1], "show stat", 5)
     now = time.monotonic()
-    for r in csv.DictReader(io.StringIO(out.decode(errors="replace").removeprefix("# "))):
-        if r["pxname"] == sys.argv[1] and r["svname"] not in ("FRONTEND", "BACKEND"):
+    for r in csv.DictReader(io.StringIO(out.removeprefix("# "))):
+        if r["pxname"] == sys.argv[2] and r["svname"] not in ("FRONTEND", "BACKEND"):
             status = r["status"].replace(" ", "_")
             print(now, r["svname"], status, r["chkfail"] or 0, r["scur"], r["stot"], flush=True)
     time.sleep(0.05)
-"""
+""",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,7 @@ class ServerStates:
 
     def __init__(self) -> None:
         self._process = subprocess.Popen(
-            ["podman", "exec", "-i", "proxy01", "python3", "-u", "-c", _STATES, PROXY],
+            ["podman", "exec", "-i", "proxy01", "python3", "-u", "-c", _STATES, STATS_SOCKET, PROXY],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -4,13 +4,12 @@ proxy01 was created with ip_local_port_range 40000-40199 (200 ports); maxconn is
 (busgateway01:9940) stops near 200 connections; busgateway01's three ports hold all 500.
 """
 
-from conftest import GATEWAYS, PROBE
+from collections.abc import Callable
+
+from conftest import GATEWAYS, HeldSubscribers
 from kit.hosts import haproxy_servers as servers
 from kit.hosts import haproxy_stats as stats
-from kit.hosts import read_json, set_gateway_state
-from kit.probes import PUBLIC_URL as PUBLIC
-from kit.probes import Background
-from kit.wait import wait_until
+from kit.hosts import set_gateway_state
 from testinfra.host import Host
 
 testinfra_hosts = ["podman://proxy01"]
@@ -45,24 +44,13 @@ def test_one_path_holds_no_more_than_the_port_range(host: Host) -> None:
 
 
 def test_maxconn_subscribers_through_one_gateways_three_paths(
-    host: Host, app: Host, group_vars: dict, background: Background
+    host: Host, group_vars: dict, held_subscribers: Callable[[str, int], HeldSubscribers]
 ) -> None:
     maxconn = group_vars["proxies"]["haproxy_fedmsg_maxconn"]
-    status_file = "/run/capacity.json"
-    app.run("rm -f %s", status_file)
     # Only busgateway01's 3 paths take new sessions: 500 do not fit in 2 paths (400 ports).
     set_gateway_state(host, GATEWAYS[1], "drain")
     try:
-        background(
-            "capacity-subscribers",
-            f"{PROBE} hold --subscribe {PUBLIC} --connections {maxconn} --seconds 4 --status {status_file}",
-        )
-        wait_until(
-            lambda: (read_json(app, status_file) or {}).get("connected"),
-            f"{maxconn} connections",
-            timeout=90,
-            interval=0.5,
-        )
+        held = held_subscribers("capacity", maxconn)
         assert int(stats(host)["FRONTEND"]["scur"]) == maxconn
         on_first = {
             name: int(row["scur"]) for name, row in servers(host).items() if name.startswith(GATEWAYS[0])
@@ -71,17 +59,6 @@ def test_maxconn_subscribers_through_one_gateways_three_paths(
         assert sum(on_first.values()) > 2 * PORT_RANGE
         assert all(count <= PORT_RANGE for count in on_first.values()), on_first
 
-        wait_until(
-            lambda: (read_json(app, status_file) or {}).get("done"),
-            "the count to finish",
-            timeout=30,
-            interval=0.5,
-        )
-        result = read_json(app, status_file)
-        assert result["handshakes"] == maxconn
-        assert result["disconnects"] == 0
-        counts = result["counts"].values()
-        assert max(counts) == maxconn
-        assert sum(1 for count in counts if count == maxconn) >= 4, result["counts"]
+        assert held.received_everything()["handshakes"] == maxconn
     finally:
         set_gateway_state(host, GATEWAYS[1], "ready")

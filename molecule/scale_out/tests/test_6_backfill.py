@@ -15,6 +15,8 @@ import uuid
 
 import testinfra
 from conftest import GATEWAYS
+from kit.bundle import WEBSOCKET_METRICS_PORT
+from kit.hosts import metrics_page
 from kit.probes import Background
 from kit.wait import wait_until
 from testinfra.host import Host
@@ -69,11 +71,7 @@ def gate_log(since: float) -> str:
 
 
 def unfilled_seconds(name: str) -> float:
-    page = gateway(name).check_output(
-        "python3 -c %s",
-        "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9929/metrics').read().decode())",
-    )
-    match = UNFILLED.search(page)
+    match = UNFILLED.search(metrics_page(gateway(name), WEBSOCKET_METRICS_PORT))
     assert match, "fedmsg-websocket exports no window_unfilled_seconds"
     return float(match[1])
 
