@@ -13,12 +13,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+# Before the imports below: Debian's python3 pass has neither fedmsg nor Ansible (the role's template).
+pytest.importorskip("fedmsg.consumers")
+pytest.importorskip("ansible")
+
 import zmq
 from kit.haproxy_role import RoleHaproxy
 from test_websocket_raw import BASE, GIT, fedmsg_body
 from websocket_harness import WebsocketDaemon, fedmsg_backlog, publish
-
-pytest.importorskip("fedmsg.consumers")
 
 #: The backlog: 35 pages of fedmsg's 100 rows.
 MESSAGES = 3500
