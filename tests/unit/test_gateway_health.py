@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import zmq
+from kit.wait import wait_until
 from gateway_harness import (
     TIMEOUT,
     Gateway,
@@ -112,9 +113,16 @@ def test_health_port_in_use_fails_before_ready() -> None:
     ]
 
 
-def _io_threads(pid: int) -> list[str]:
-    names = [Path(task, "comm").read_text().strip() for task in Path(f"/proc/{pid}/task").iterdir()]
-    return sorted(name for name in names if name.startswith("ZMQbg/IO"))
+def _io_threads(pid: int, expected: int) -> list[str]:
+    """The names of the daemon's libzmq I/O threads, once `expected` of them are named: each thread names
+    itself when it starts, which may be just after the daemon said READY."""
+
+    def named() -> list[str]:
+        names = [Path(task, "comm").read_text().strip() for task in Path(f"/proc/{pid}/task").iterdir()]
+        return sorted(name for name in names if name.startswith("ZMQbg/IO"))
+
+    wait_until(lambda: len(named()) >= expected, f"{expected} named libzmq I/O threads", timeout=TIMEOUT)
+    return named()
 
 
 def test_io_threads_relay(start_gateway: StartGateway, ctx: zmq.Context, tmp_path: Path) -> None:
@@ -123,7 +131,7 @@ def test_io_threads_relay(start_gateway: StartGateway, ctx: zmq.Context, tmp_pat
     pub, url = bus_publisher(ctx)
     gateway = start_gateway([url], "--config", str(config))
     # libzmq names its I/O threads (since 4.3): two of them, where the default has one.
-    assert _io_threads(gateway.process.pid) == ["ZMQbg/IO/0", "ZMQbg/IO/1"]
+    assert _io_threads(gateway.process.pid, 2) == ["ZMQbg/IO/0", "ZMQbg/IO/1"]
     wait_subscribed(pub)
     subs = [subscriber(ctx, gateway.url) for _ in range(4)]
     for sub in subs:
@@ -136,4 +144,4 @@ def test_io_threads_relay(start_gateway: StartGateway, ctx: zmq.Context, tmp_pat
 
 def test_one_io_thread_by_default(start_gateway: StartGateway) -> None:
     gateway = start_gateway(["tcp://127.0.0.1:1"])
-    assert _io_threads(gateway.process.pid) == ["ZMQbg/IO/0"]
+    assert _io_threads(gateway.process.pid, 1) == ["ZMQbg/IO/0"]
