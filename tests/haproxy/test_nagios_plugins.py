@@ -31,8 +31,8 @@ def test_socket_that_never_answers_is_unknown_within_the_timeout(
 ) -> None:
     """A peer that accepts and then says nothing: only the plugin's own deadline ends the wait.
 
-    The bound leaves 4 s over the 1 s timeout for the interpreter's start and imports, plenty even
-    on a loaded 2-core machine; without the deadline the run would last until the 30 s kill.
+    The bound is loose (the interpreter's start and imports take seconds on a loaded 2-core machine)
+    and still fails without the deadline: the run would then last until the 30 s kill.
     """
     path = tmp_path / "silent.sock"
     with unix_server(path, answer=None):
@@ -43,4 +43,4 @@ def test_socket_that_never_answers_is_unknown_within_the_timeout(
         UNKNOWN,
         f"{label} UNKNOWN - no complete answer to '{command}' from {path} within the timeout",
     )
-    assert elapsed < 5
+    assert elapsed < 15

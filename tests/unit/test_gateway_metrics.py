@@ -166,9 +166,9 @@ def test_check_version_is_one_line() -> None:
 
 
 def test_check_peer_that_never_answers_is_unknown_within_the_timeout() -> None:
-    # The port accepts (the kernel completes the handshake) and never sends a byte. The bound leaves
-    # 4 s over the 1 s timeout for interpreter start on a loaded 2-core machine; without the
-    # timer the run would hang until the harness kills it.
+    # The port accepts (the kernel completes the handshake) and never sends a byte. The bound is loose
+    # (interpreter start takes seconds on a loaded 2-core machine); without the timer the run would
+    # hang until the harness kills it at 10 s.
     with socket.create_server(("127.0.0.1", 0)) as listener:
         address = f"127.0.0.1:{listener.getsockname()[1]}"
         started = time.monotonic()
@@ -178,4 +178,4 @@ def test_check_peer_that_never_answers_is_unknown_within_the_timeout() -> None:
         3,
         f"FEDMSG-GATEWAY UNKNOWN - no complete answer from http://{address}/metrics within 1s\n",
     )
-    assert elapsed < 5
+    assert elapsed < 8
