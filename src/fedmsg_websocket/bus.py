@@ -94,18 +94,22 @@ class BusReader:
         batch: list[Outgoing] = []
         if not self._sock.poll(_POLL_MS):
             return batch
+        read = skipped = 0
         while len(batch) < BATCH:
             try:
                 frames = self._sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            self.received += 1
+            read += 1
             ready = outgoing(frames, self._cursors)
             if ready is None:
-                self.skipped += 1
+                skipped += 1
             else:
                 batch.append(ready)
+        # The time first, then the counts: a scrape that sees the new count sees this time with it.
         self.last_message_at = (time.monotonic(), time.time())
+        self.received += read
+        self.skipped += skipped
         return batch
 
     def _hand_over(self, batch: list[Outgoing]) -> None:
