@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import zmq
-from kit.wait import wait_until
 from gateway_harness import (
     TIMEOUT,
     Gateway,
@@ -26,6 +25,7 @@ from gateway_harness import (
     subscriber,
     wait_subscribed,
 )
+from kit.wait import wait_until
 
 from fedmsg_gateway import health
 
