@@ -20,7 +20,9 @@ description:
     tracked server, 0x20 address resolution failure); otherwise C(drain) when a drain bit is set
     (0x08 forced, 0x10 inherited); otherwise C(ready). The C(show stat) status and weight are not used
     for this because haproxy 2.6 still shows a server whose weight was set to 0 as C(UP).
-  - Runs on the haproxy host, with the Python standard library only.
+  - Runs on the haproxy host, with the Python standard library only. Reads the sockets with
+    C(haproxy_cli), the module_utils file the NRPE plugins share (C(roles/nagios_nrpe/files/), named
+    by C(ansible.cfg)), so the module and the checks read haproxy alike.
 options:
   socket:
     description:
@@ -59,7 +61,9 @@ options:
     choices: [query, ready, drain, maint]
     default: query
   timeout:
-    description: Seconds to wait for each answer from the stats socket.
+    description:
+      - Seconds haproxy has to answer one reading of the state (with O(master_socket), every
+        worker's sessions included), and again each change of a server's state.
     type: float
     default: 5
 notes:
@@ -140,11 +144,12 @@ changed_servers:
   sample: ["busgateway01:9940"]
 """
 
-import csv
-import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+
+# The bundle's one reader of haproxy's sockets, shared with the NRPE plugins: see ansible.cfg.
+from ansible.module_utils.haproxy_cli import CliError, every_worker, proxy_rows, query
 
 # srv_admin_state bits (haproxy include/haproxy/server-t.h, enum srv_admin).
 ADMIN_MAINT_MASK = 0x01 | 0x02 | 0x20
@@ -152,62 +157,12 @@ ADMIN_DRAIN_MASK = 0x08 | 0x10
 SERVERS_STATE_VERSION = "1"
 
 
-class SocketError(OSError):
-    """The stats socket could not be reached or gave an answer this module cannot use."""
-
-
-def query(path: str, command: str, timeout: float) -> str:
-    """Send one command and read the answer until haproxy closes the connection, however large.
-
-    The write side is shut after the command: the master CLI answers only once the client half-closed.
-    """
-    deadline = time.monotonic() + timeout
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            sock.sendall(command.encode() + b"\n")
-            sock.shutdown(socket.SHUT_WR)
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                sock.settimeout(remaining)
-    except TimeoutError:
-        raise SocketError(f"no complete answer to '{command}' from {path} within {timeout} s") from None
-    except OSError as exc:
-        raise SocketError(f"cannot reach haproxy stats socket {path}: {exc.strerror or exc}") from None
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
-def stat_rows(path: str, proxy: str, timeout: float, command: str = "show stat") -> list[dict[str, str]]:
-    answer = query(path, command, timeout)
-    if not answer.startswith("# pxname,"):
-        raise SocketError(f"unexpected answer to 'show stat': {answer.strip()[:200]!r}")
-    return [row for row in csv.DictReader(answer[2:].splitlines()) if row["pxname"] == proxy]
-
-
-def worker_pids(master: str, timeout: float) -> list[int]:
-    """Pids of the live workers in the master CLI's `show proc`, current and old."""
-    answer = query(master, "show proc", timeout)
-    if not answer.startswith("#<PID>"):
-        raise SocketError(f"unexpected answer to 'show proc' from {master}: {answer.strip()[:200]!r}")
-    rows = (line.split() for line in answer.splitlines() if not line.startswith("#"))
-    return [int(fields[0]) for fields in rows if len(fields) > 1 and fields[1] == "worker"]
-
-
-def sessions_of_every_worker(master: str, proxy: str, timeout: float) -> dict[str, int]:
+def sessions_of_every_worker(master: str, proxy: str, deadline: float) -> dict[str, int]:
     """scur by svname of one proxy, summed over every live worker."""
     totals: dict[str, int] = {}
-    for pid in worker_pids(master, timeout):
-        try:
-            rows = stat_rows(master, proxy, timeout, f"@!{pid} show stat")
-        except SocketError:
-            continue  # an old worker that exited since `show proc` took its sessions with it
-        for row in rows:
-            totals[row["svname"]] = totals.get(row["svname"], 0) + (as_int(row["scur"]) or 0)
+    for _, (stat_csv,) in every_worker(master, ["show stat"], deadline):
+        for name, row in proxy_rows(stat_csv, proxy).items():
+            totals[name] = totals.get(name, 0) + (as_int(row["scur"]) or 0)
     return totals
 
 
@@ -219,11 +174,11 @@ def admin_state(bits: int) -> str:
     return "ready"
 
 
-def servers_state(path: str, proxy: str, timeout: float) -> list[dict[str, str]]:
+def servers_state(path: str, proxy: str, deadline: float) -> list[dict[str, str]]:
     """Rows of `show servers state PROXY`: a format version line, a '# ' header, space-separated rows."""
-    lines = query(path, f"show servers state {proxy}", timeout).splitlines()
+    lines = query(path, f"show servers state {proxy}", deadline).splitlines()
     if len(lines) < 2 or lines[0] != SERVERS_STATE_VERSION or not lines[1].startswith("# "):
-        raise SocketError(f"unexpected answer to 'show servers state {proxy}': {lines[:2]!r}")
+        raise CliError(f"unexpected answer to 'show servers state {proxy}': {lines[:2]!r}")
     header = lines[1][2:].split()
     return [dict(zip(header, line.split(), strict=False)) for line in lines[2:] if line.strip()]
 
@@ -235,12 +190,11 @@ def as_int(value: str) -> int | None:
 def read_state(
     path: str, proxy: str, timeout: float, master: str | None = None
 ) -> tuple[dict[str, object], list[dict[str, object]]]:
-    rows = stat_rows(path, proxy, timeout)
-    if not rows:
-        raise SocketError(f"proxy {proxy} not found on {path}")
-    by_name = {row["svname"]: row for row in rows}
+    """The proxy's summary and its servers, read within TIMEOUT seconds in all."""
+    deadline = time.monotonic() + timeout
+    by_name = proxy_rows(query(path, "show stat", deadline), proxy)
     if master is not None:
-        for name, scur in sessions_of_every_worker(master, proxy, timeout).items():
+        for name, scur in sessions_of_every_worker(master, proxy, deadline).items():
             if name in by_name:
                 by_name[name] = by_name[name] | {"scur": str(scur)}
     summary_row = by_name.get("FRONTEND") or by_name["BACKEND"]
@@ -254,7 +208,7 @@ def read_state(
         # A frontend has no servers, and haproxy answers "Can't find backend." for it.
         return summary, []
     servers = []
-    for line in servers_state(path, proxy, timeout):
+    for line in servers_state(path, proxy, deadline):
         bits = int(line["srv_admin_state"])
         row = by_name.get(line["srv_name"], {})
         servers.append(
@@ -306,7 +260,7 @@ def main() -> None:
         if to_change and not module.check_mode:
             for done, server in enumerate(to_change):
                 command = f"set server {proxy}/{server['name']} state {state}"
-                answer = query(path, command, timeout).strip()
+                answer = query(path, command, time.monotonic() + timeout).strip()
                 if answer:
                     module.fail_json(msg=f"haproxy refused '{command}': {answer}", changed=done > 0)
             summary, servers = read_state(path, proxy, timeout, master)
@@ -317,7 +271,7 @@ def main() -> None:
                         f"{server['name']} is still {server['admin_state']} (srv_admin_state "
                         f"{server['admin_state_bits']}): held by a tracked server or address resolution"
                     )
-    except SocketError as exc:
+    except CliError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(
         changed=bool(to_change),

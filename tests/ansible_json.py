@@ -13,6 +13,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# As ansible.cfg says: library/'s modules import ansible.module_utils.haproxy_cli from here.
+MODULE_UTILS = ROOT / "roles" / "nagios_nrpe" / "files"
+# What Ansible's zip gives a module run directly: the bundle's module_utils under ansible.module_utils.
+_RUN_MODULE = (
+    "import runpy, sys, ansible.module_utils as utils; "
+    f"utils.__path__.append({str(MODULE_UTILS)!r}); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 # For playbooks run on this machine against the real inventories (tests/playbooks): what the
 # inventory's vault would hold (the proxies' checks need the variables to exist), and a local
 # connection, so that no host of the inventory is contacted.
@@ -40,6 +48,7 @@ def ansible_json(
         **os.environ,
         "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
         "ANSIBLE_LIBRARY": str(ROOT / "library"),
+        "ANSIBLE_MODULE_UTILS": str(MODULE_UTILS),
         "ANSIBLE_STDOUT_CALLBACK": "json",
         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
         "ANSIBLE_LOCALHOST_WARNING": "false",
@@ -76,7 +85,8 @@ def run_module(
     """Run MODULE from library/ on this machine and return its result.
 
     By default the module's file runs directly with its arguments in a file, as Ansible's module
-    testing guide does (`python library/MODULE.py args.json`): the same code on the same host, and the
+    testing guide does (`python library/MODULE.py args.json`, with the bundle's module_utils
+    importable as Ansible's zip makes them): the same code on the same host, and the
     coverage gate measures it (Ansible would run it from a zip in a temporary directory).
     through_ansible runs it as an ad-hoc `ansible localhost -m MODULE` task instead, to prove Ansible
     finds and runs it from library/ (EXTRA_ENV configures that ansible, e.g. the interpreter).
@@ -90,7 +100,7 @@ def run_module(
     args_file = tmp_path / f"{module}-args.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "library" / f"{module}.py"), str(args_file)],
+        [sys.executable, "-c", _RUN_MODULE, str(ROOT / "library" / f"{module}.py"), str(args_file)],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -124,7 +124,7 @@ class Haproxy:
         # While it forks a worker the master may refuse its CLI for a moment.
         try:
             return self.workers()
-        except OSError:
+        except haproxy_socket.CliError:
             return None
 
     def master_query(self, command: str) -> str:
@@ -135,7 +135,7 @@ class Haproxy:
             pytest.fail(f"haproxy exited {self.process.returncode}: {self.log()}")
         try:
             return self.query("show info").startswith("Name: HAProxy")
-        except OSError:
+        except haproxy_socket.CliError:
             return False
 
     def log(self) -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "roles" / "nagios_nrpe" / "files"
-SHARED_MODULE = "fedmsg_haproxy.py"
+# What the plugins import from their own directory, installed beside them by the role.
+SHARED_MODULES = ("fedmsg_haproxy.py", "haproxy_cli.py")
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 
 
@@ -36,12 +37,12 @@ def run_plugin(plugin: Path, *args: str, prefix: tuple[str, ...] = (sys.executab
 
 
 def install_copy(plugin: str, directory: Path) -> Path:
-    """The plugin and the module it imports, as the role installs them, in a directory anyone can read.
+    """The plugin and the modules it imports, as the role installs them, in a directory anyone can read.
 
     For runs as another user: the checkout may sit in a 0700 directory such as /root.
     """
     directory.chmod(0o755)
-    for name in (plugin, SHARED_MODULE):
+    for name in (plugin, *SHARED_MODULES):
         shutil.copy(PLUGIN_DIR / name, directory / name)
         (directory / name).chmod(0o755 if name == plugin else 0o644)
     return directory / plugin

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from kit.haproxy_socket import query, servers, stat_rows
+from kit.haproxy_socket import CliError, query, servers, stat_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY = shutil.which("haproxy", path="/usr/sbin:/usr/bin") or "haproxy"
@@ -111,7 +111,7 @@ class RoleHaproxy:
                 raise RuntimeError(f"haproxy exited: {(self.workdir / 'haproxy.log').read_text()}")
             try:
                 rows = servers(stat_rows(self.query("show stat")), "fedmsg-websockets").values()
-            except OSError:
+            except CliError:
                 rows = []
             up = [row for row in rows if row["status"] == "UP"]
             if len(up) >= count:

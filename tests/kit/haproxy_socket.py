@@ -1,9 +1,8 @@
-"""haproxy's stats socket and master CLI, for every test: library/haproxy_stats's reader and parsers of
-the answers.
+"""haproxy's stats socket and master CLI, for every test: the bundle's reader, and parsers of the answers.
 
-`query` is the Ansible module's own (stdlib only; library/ is on pytest's pythonpath): the bundle has
-one reader of these sockets, tested against a real haproxy by tests/haproxy/test_haproxy_stats_module.py.
-`kit.hosts` runs the same function inside a container (its source is sent with the command, as the
+`query` is haproxy_cli's, the one reader the NRPE plugins and library/haproxy_stats use (stdlib only;
+roles/nagios_nrpe/files/ is on pytest's pythonpath), tested against a real haproxy by tests/haproxy.
+`kit.hosts` runs the same module inside a container (its source is sent with the command, as the
 images have no socat).
 """
 
@@ -11,17 +10,21 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
-import haproxy_stats
+import haproxy_cli
+from haproxy_cli import CliError
+
+__all__ = ["CliError", "query", "servers", "stat_rows", "workers"]
 
 
 def query(path: str, command: str, timeout: float = 5) -> str:
     """One command on a stats or master socket, its whole answer (read to EOF within TIMEOUT seconds).
 
-    OSError (the module's SocketError) when the socket cannot be read. Not strict UTF-8: a failed
-    health check puts the server's raw (binary) answer into last_chk.
+    CliError when the socket cannot be read. Not strict UTF-8: a failed health check puts the
+    server's raw (binary) answer into last_chk.
     """
-    return haproxy_stats.query(path, command, timeout)
+    return haproxy_cli.query(path, command, time.monotonic() + timeout)
 
 
 def stat_rows(show_stat: str) -> list[dict[str, str]]:

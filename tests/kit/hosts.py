@@ -7,21 +7,20 @@ import json
 import re
 from typing import Any
 
-import haproxy_stats
+import haproxy_cli
 from testinfra.host import Host
 
 from kit import haproxy_socket
 from kit.bundle import MASTER_SOCKET, RAW_PROXY, STATS_SOCKET
 from kit.wait import wait_until
 
-# library/haproxy_stats's reader (kit.haproxy_socket.query), run by the container's python3 (the images
-# have no socat, and no Ansible to import the module from).
+# The bundle's reader of haproxy's sockets (haproxy_cli, kit.haproxy_socket.query), run by the
+# container's python3: the images have no socat.
 _QUERY_SCRIPT = "\n".join(
     [
-        "import socket, sys, time",
-        inspect.getsource(haproxy_stats.SocketError),
-        inspect.getsource(haproxy_stats.query),
-        "sys.stdout.write(query(sys.argv[1], sys.argv[2], 5))",
+        inspect.getsource(haproxy_cli),
+        "import sys",
+        "sys.stdout.write(query(sys.argv[1], sys.argv[2], time.monotonic() + 5))",
     ]
 )
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import haproxy_stats
+import haproxy_cli
 import zmq
 import zmq.utils.monitor
 
@@ -196,19 +196,18 @@ def record(name: str, result: dict[str, object]) -> None:
     REPORT.write_text(json.dumps(figures, indent=1))
 
 
-# A loop inside proxy01 around library/haproxy_stats's reader (kit.haproxy_socket.query): argv is the
+# A loop inside proxy01 around the bundle's reader of haproxy's sockets (haproxy_cli): argv is the
 # stats socket and the proxy.
 _STATES = "\n".join(
     [
-        "import csv, io, socket, sys, time",
-        inspect.getsource(haproxy_stats.SocketError),
-        inspect.getsource(haproxy_stats.query),
+        inspect.getsource(haproxy_cli),
         """
+import sys
 while True:
-    out = query(sys.argv[1], "show stat", 5)
+    rows = proxy_rows(query(sys.argv[1], "show stat", time.monotonic() + 5), sys.argv[2])
     now = time.monotonic()
-    for r in csv.DictReader(io.StringIO(out.removeprefix("# "))):
-        if r["pxname"] == sys.argv[2] and r["svname"] not in ("FRONTEND", "BACKEND"):
+    for r in rows.values():
+        if r["svname"] not in ("FRONTEND", "BACKEND"):
             status = r["status"].replace(" ", "_")
             print(now, r["svname"], status, r["chkfail"] or 0, r["scur"], r["stot"], flush=True)
     time.sleep(0.05)

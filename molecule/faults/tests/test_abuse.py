@@ -142,7 +142,7 @@ def test_connection_flood_one_source_capped_established_keep_receiving(
     try:
         full = wait(lambda: int(_frontend(host)["scur"]) >= maxconn, "fedmsg-raw-zmq to reach maxconn", 60)
         time.sleep(5)
-        # As the nagios_nrpe role installs it (this scenario's prepare.yml): beside fedmsg_haproxy.py.
+        # As the nagios_nrpe role installs it (this scenario's prepare.yml): beside the modules it imports.
         plugin = f"{NRPE_PLUGIN_DIR}/check_haproxy_sessions"
         check = host.run("%s --socket %s --proxy %s", plugin, STATS_SOCKET, PROXY)
         by_source = _sessions_by_source(host)

@@ -1,21 +1,20 @@
-"""What the bundle's haproxy Nagios plugins share: haproxy's runtime API, thresholds, the status line.
+"""What the bundle's haproxy Nagios plugins share: thresholds, the status line, the session counts.
 
-Installed next to the plugins (Python imports from a script's own directory). Standard library plus
-Debian's python3-nagiosplugin, for the plugin guidelines' range syntax, nothing else: NRPE hosts
-have no PyPI and no Ansible module_utils.
+Installed next to the plugins (Python imports from a script's own directory), with haproxy_cli.py,
+which reads haproxy's runtime API. Standard library plus Debian's python3-nagiosplugin, for the plugin
+guidelines' range syntax, nothing else: NRPE hosts have no PyPI.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
+from haproxy_cli import CliError, every_worker, proxy_rows
 from nagiosplugin import Range
 
 # The bundle's version (pyproject.toml); tests/haproxy checks they agree.
@@ -26,10 +25,6 @@ STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNK
 
 DEFAULT_SOCKET = "/run/haproxy/admin.sock"
 DEFAULT_PROXY = "fedmsg-raw-zmq"
-
-
-class CheckError(Exception):
-    """A reason the check cannot judge; reported as UNKNOWN."""
 
 
 def positive_seconds(text: str) -> float:
@@ -76,7 +71,7 @@ class Plugin:
         args = self.parser.parse_args(argv)
         try:
             state, text = check(args, time.monotonic() + args.timeout)
-        except CheckError as exc:
+        except CliError as exc:
             self.unknown(str(exc))
         except Exception as exc:  # an unexpected answer or a bug: still one UNKNOWN line
             self.unknown(f"internal error: {exc!r}")
@@ -94,103 +89,22 @@ class _Parser(argparse.ArgumentParser):
         self._unknown(f"bad arguments: {message}")
 
 
-def query(path: str, command: str, deadline: float) -> str:
-    """Send one command on a stats or master socket and read the answer until haproxy closes it.
-
-    EOF marks the end of an answer however large it is. The write side is shut after the command:
-    the stats socket closes after one answer anyway, the master socket only once the client has
-    half-closed. Every wait gets what is left until the deadline, so -t bounds the whole check.
-    """
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(_remaining(deadline))
-            sock.connect(path)
-            sock.sendall(command.encode() + b"\n")
-            sock.shutdown(socket.SHUT_WR)
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-                sock.settimeout(_remaining(deadline))
-    except FileNotFoundError:
-        raise CheckError(f"socket {path} does not exist (is haproxy running?)") from None
-    except PermissionError:
-        raise CheckError(f"permission denied on socket {path}") from None
-    except ConnectionRefusedError:
-        raise CheckError(f"connection refused on socket {path} (is haproxy running?)") from None
-    except TimeoutError:
-        raise CheckError(f"no complete answer to '{command}' from {path} within the timeout") from None
-    except OSError as exc:
-        raise CheckError(f"cannot query socket {path}: {exc.strerror or exc}") from None
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
-def _remaining(deadline: float) -> float:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError
-    return remaining
-
-
-def proxy_rows(stat_csv: str, proxy: str) -> dict[str, dict[str, str]]:
-    """The `show stat` rows of one proxy by svname (FRONTEND, BACKEND, each server)."""
-    if not stat_csv.startswith("# pxname,"):
-        raise CheckError(f"unexpected answer to 'show stat': {stat_csv[:80].strip()!r}")
-    rows = {row["svname"]: row for row in csv.DictReader(stat_csv[2:].splitlines()) if row["pxname"] == proxy}
-    if not rows:
-        raise CheckError(f"proxy {proxy} not found in haproxy's stats")
-    return rows
-
-
 def info_fields(info: str) -> dict[str, str]:
     """`show info` as a dict; UNKNOWN unless it looks like haproxy's answer."""
     fields = dict(line.split(": ", 1) for line in info.splitlines() if ": " in line)
     if fields.get("Name") != "HAProxy":
-        raise CheckError(f"unexpected answer to 'show info': {info[:80].strip()!r}")
+        raise CliError(f"unexpected answer to 'show info': {info[:80].strip()!r}")
     return fields
-
-
-@dataclass(frozen=True)
-class Worker:
-    pid: int
-    current: bool
-
-
-def workers(master: str, deadline: float) -> list[Worker]:
-    """The live workers from the master CLI's `show proc`: the current one first, then old ones."""
-    answer = query(master, "show proc", deadline)
-    found, section = [], None
-    for line in answer.splitlines():
-        if line.startswith("#"):
-            section = line.strip("# ").lower()
-            continue
-        fields = line.split()
-        if section in ("workers", "old workers") and len(fields) > 1 and fields[1] == "worker":
-            found.append(Worker(int(fields[0]), current=section == "workers"))
-    current = [w for w in found if w.current]
-    if len(current) != 1 or not answer.startswith("#<PID>"):
-        raise CheckError(f"unexpected answer to 'show proc' from {master}: {answer[:80].strip()!r}")
-    return current + [w for w in found if not w.current]
-
-
-def every_worker(master: str, commands: list[str], deadline: float) -> list[tuple[Worker, list[str]]]:
-    """Each live worker's answers to the commands, through the master CLI (`@!<pid> COMMAND`)."""
-    answers = []
-    for worker in workers(master, deadline):
-        replies = [query(master, f"@!{worker.pid} {command}", deadline) for command in commands]
-        if not worker.current and any(reply.startswith("Can't find the target PID") for reply in replies):
-            continue  # an old worker that exited since `show proc`: it holds no sessions any more
-        answers.append((worker, replies))
-    return answers
 
 
 def frontend_sessions(stat_csv: str, proxy: str) -> tuple[int, int]:
     """Return (scur, slim) of the proxy's FRONTEND row in `show stat` output."""
     frontend = proxy_rows(stat_csv, proxy).get("FRONTEND")
     if frontend is None:
-        raise CheckError(f"proxy {proxy} has no FRONTEND row: name a listen or frontend section")
+        raise CliError(f"proxy {proxy} has no FRONTEND row: name a listen or frontend section")
     # A backend's slim is its fullconn, not a session limit, hence FRONTEND only.
     if not frontend["slim"] or int(frontend["slim"]) == 0:
-        raise CheckError(f"proxy {proxy} reports no session limit (slim empty or 0): set its maxconn")
+        raise CliError(f"proxy {proxy} reports no session limit (slim empty or 0): set its maxconn")
     return int(frontend["scur"]), int(frontend["slim"])
 
 
@@ -200,9 +114,9 @@ def global_sessions(info: str) -> tuple[int, int]:
     try:
         current, limit = int(fields["CurrConns"]), int(fields["Maxconn"])
     except (KeyError, ValueError):
-        raise CheckError(f"unexpected answer to 'show info': {info[:80].strip()!r}") from None
+        raise CliError(f"unexpected answer to 'show info': {info[:80].strip()!r}") from None
     if limit == 0:
-        raise CheckError("haproxy reports a global Maxconn of 0")
+        raise CliError("haproxy reports a global Maxconn of 0")
     return current, limit
 
 
