@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     config = settings_or_exit(_parser(), load, argv)
     setup_logging()
     # Block the stop signals before any thread exists (threads inherit the mask, libzmq's included):
-    # the main thread then takes them synchronously with sigtimedwait, no handler races.
+    # one thread then takes them synchronously with sigwaitinfo, no handler races.
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     sys.exit(run(config))
 
@@ -113,9 +114,20 @@ def _status(metrics: Metrics) -> str:
 
 
 def _wait_for_stop(watch: Watch) -> int:
+    # Not signal.sigtimedwait: when its timeout runs out while the process is stopped (SIGSTOP, a
+    # debugger attached) CPython 3.11 to 3.13 returns an uninitialised siginfo on SIGCONT, which once
+    # killed the daemon. sigwaitinfo has no timeout to run out, so it waits in a thread of its own.
+    taken: list[signal.Signals] = []
+    arrived = threading.Event()
+
+    def take() -> None:
+        taken.append(signal.Signals(signal.sigwaitinfo(_STOP_SIGNALS).si_signo))
+        arrived.set()
+
+    threading.Thread(target=take, name="stop-signals", daemon=True).start()
     while True:
-        received = signal.sigtimedwait(_STOP_SIGNALS, watch.tick)
-        status = watch.woke(None if received is None else signal.Signals(received.si_signo))
+        arrived.wait(watch.tick)
+        status = watch.woke(taken[0] if taken else None)
         if status is not None:
             return status
 

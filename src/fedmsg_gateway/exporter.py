@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http
 import logging
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,18 @@ _POLL_INTERVAL = 0.1
 
 #: What a route answers: status, Content-Type, body.
 Answer = tuple[http.HTTPStatus, str, bytes]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # A client that hung up before its answer (a check that gave up while the process was frozen or
+        # busy) is the client's business: socketserver would print a traceback into the journal.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("%s:%d hung up before its answer", *client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class HttpServer:
@@ -48,8 +61,7 @@ class HttpServer:
                 # One line per scrape or check would flood the journal; keep them for debugging only.
                 log.debug("%s " + format, self.address_string(), *args)
 
-        self._server = ThreadingHTTPServer((host or "0.0.0.0", port), Handler)  # noqa: S104  ("*:PORT")
-        self._server.daemon_threads = True
+        self._server = _Server((host or "0.0.0.0", port), Handler)  # noqa: S104  ("*:PORT")
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(_POLL_INTERVAL,), name=name, daemon=True
         )
