@@ -107,6 +107,8 @@ def test_frozen_gateway_is_out_within_5_s_and_rejoins_without_a_herd(
     host: Host, watch: Watch, states: ServerStates, public_url: str
 ) -> None:
     frozen, other = "busgateway02:9940", "busgateway01:9940"
+    gateway = _gateway(host, "busgateway02")
+    pid = main_pid(gateway, "fedmsg-gateway")
     start = time.monotonic()
     podman("pause", "busgateway02")  # a lost host: no FIN, no RST; its kernel still completes handshakes
     try:
@@ -130,6 +132,8 @@ def test_frozen_gateway_is_out_within_5_s_and_rejoins_without_a_herd(
     # and leastconn gives it the new ones.
     thawed = time.monotonic()
     up = states.wait(frozen, thawed, lambda s: s.status == "UP", "busgateway02 UP again")
+    # The same daemon carries on: thawing is no reason to exit (systemd would hide that with a restart).
+    assert main_pid(gateway, "fedmsg-gateway") == pid
     time.sleep(3)
     after_up = {name: states.latest(name) for name in (frozen, other)}
     calm = outcome(watch, thawed, time.monotonic())
