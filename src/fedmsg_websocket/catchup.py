@@ -29,6 +29,7 @@ import functools
 import logging
 import sqlite3
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fedmsg_websocket.compat import buffered_bytes
@@ -93,36 +94,30 @@ def missed(topic: str, cursor: int, prefixes: Mapping[str, int]) -> bool:
     return bool(subscribed) and min(subscribed) >= cursor
 
 
+# eq=False: a part of the daemon, equal (and hashed) only as itself, not by its counters.
+@dataclass(eq=False)
 class Catchup:
-    def __init__(
-        self,
-        fanout: Fanout,
-        writer: Writer | None,
-        reads: Reads,
-        resuming: Registry[Resume],
-        max_messages: int,
-    ) -> None:
-        self._fanout = fanout
-        self._writer = writer
-        self._reads = reads
-        self._resuming = resuming
-        self._max_messages = max_messages
-        #: Resumes started, stored messages replayed, resumes cut to max_messages, resumes that did not
-        #: find everything written in time, resumes that could not read the window.
-        self.resumes = 0
-        self.replayed = 0
-        self.truncated = 0
-        self.unsettled = 0
-        self.failed = 0
+    fanout: Fanout
+    writer: Writer | None
+    reads: Reads
+    resuming: Registry[Resume]
+    max_messages: int
+    #: Resumes started, stored messages replayed, resumes cut to max_messages, resumes that did not
+    #: find everything written in time, resumes that could not read the window.
+    resumes: int = field(default=0, init=False)
+    replayed: int = field(default=0, init=False)
+    truncated: int = field(default=0, init=False)
+    unsettled: int = field(default=0, init=False)
+    failed: int = field(default=0, init=False)
 
     def __len__(self) -> int:
         """Resumes in progress."""
-        return len(self._resuming)
+        return len(self.resuming)
 
     @property
     def position(self) -> int:
         """The cursor of the last message delivered (what a prefix subscribed now is subscribed at)."""
-        return self._fanout.last_cursor
+        return self.fanout.last_cursor
 
     async def resume(
         self, client: Client, live: Registry[Any], prefixes: Mapping[str, int], cursor: int, sender: Sender
@@ -131,15 +126,15 @@ class Catchup:
         too slow meanwhile. Exceptions from the sender (the client went away) propagate."""
         resume = Resume(client)
         # Step 1: no await from here to the first one below.
-        self._resuming.add(resume)
+        self.resuming.add(resume)
         for prefix in prefixes:
-            self._resuming.subscribe(resume, prefix)
+            self.resuming.subscribe(resume, prefix)
         live.remove(client)
-        upto = self._fanout.last_cursor
+        upto = self.fanout.last_cursor
         self.resumes += 1
         try:
-            if self._writer is not None:
-                if not await self._writer.settled_through(upto, SETTLE_TIMEOUT):
+            if self.writer is not None:
+                if not await self.writer.settled_through(upto, SETTLE_TIMEOUT):
                     self.unsettled += 1
                     log.warning("resume: the window is not written up to %d yet; replaying what is", upto)
                 await self._replay(resume, prefixes, cursor, upto, sender)
@@ -156,19 +151,17 @@ class Catchup:
                 live.subscribe(client, prefix)
             return True
         finally:
-            self._resuming.remove(resume)
+            self.resuming.remove(resume)
 
     async def _replay(
         self, resume: Resume, prefixes: Mapping[str, int], cursor: int, upto: int, sender: Sender
     ) -> None:
         try:
-            position = await self._reads.run(
-                lambda conn: replay_floor(conn, cursor, upto, self._max_messages)
-            )
+            position = await self.reads.run(lambda conn: replay_floor(conn, cursor, upto, self.max_messages))
             if position > cursor:
                 self.truncated += 1
             while not resume.dropped:
-                rows = await self._reads.run(functools.partial(after, cursor=position, upto=upto, limit=PAGE))
+                rows = await self.reads.run(functools.partial(after, cursor=position, upto=upto, limit=PAGE))
                 for row in rows:
                     if missed(row.topic, row.cursor, prefixes):
                         await sender.send_row(row)

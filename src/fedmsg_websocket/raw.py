@@ -17,6 +17,7 @@ from __future__ import annotations
 import http
 import math
 import sqlite3
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from fedmsg_websocket.compat import Answer
@@ -107,15 +108,16 @@ def _error(status: http.HTTPStatus, reason: str) -> Answer:
     )
 
 
+# eq=False: a part of the daemon, equal (and hashed) only as itself, not by its counters.
+@dataclass(eq=False)
 class Raw:
     """The /raw handler over the window."""
 
-    def __init__(self, reads: Reads) -> None:
-        self._reads = reads
-        #: Requests answered, refused as bad (400), and refused as busy or without window (503).
-        self.served = 0
-        self.bad = 0
-        self.unavailable = 0
+    reads: Reads
+    #: Requests answered, refused as bad (400), and refused as busy or without window (503).
+    served: int = field(default=0, init=False)
+    bad: int = field(default=0, init=False)
+    unavailable: int = field(default=0, init=False)
 
     async def answer(self, query_string: str) -> Answer:
         try:
@@ -123,11 +125,11 @@ class Raw:
         except ParameterError as exc:
             self.bad += 1
             return _error(http.HTTPStatus.BAD_REQUEST, str(exc))
-        if not self._reads.path:
+        if not self.reads.path:
             self.unavailable += 1
             return _error(http.HTTPStatus.SERVICE_UNAVAILABLE, "no window: state_dir is not set")
         try:
-            total, bodies = await self._reads.run(lambda conn: raw_page(conn, query), QUEUE_WAIT)
+            total, bodies = await self.reads.run(lambda conn: raw_page(conn, query), QUEUE_WAIT)
         except TimeoutError:
             self.unavailable += 1
             return _error(http.HTTPStatus.SERVICE_UNAVAILABLE, "busy: too many /raw requests")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from dataclasses import dataclass, field
 
 from websockets.exceptions import ConnectionClosed
 
@@ -37,21 +38,22 @@ class WebsocketSender:
         await self._connection.send(message.frame)
 
 
+# eq=False: its bound handle() is the server's handler, equal (and hashed) only as itself.
+@dataclass(eq=False)
 class Clients:
     """Reads what clients send: subscriptions go to the registry, one resume frame starts a resume
     (catchup.py), everything else is counted and dropped."""
 
-    def __init__(self, registry: Registry[Connection], max_subscriptions: int, catchup: Catchup) -> None:
-        self._registry = registry
-        self._max_subscriptions = max_subscriptions
-        self._catchup = catchup
-        #: Connections accepted, client frames ignored, clients closed for an oversized frame.
-        self.accepted = 0
-        self.ignored = 0
-        self.oversized = 0
+    registry: Registry[Connection]
+    max_subscriptions: int
+    catchup: Catchup
+    #: Connections accepted, client frames ignored, clients closed for an oversized frame.
+    accepted: int = field(default=0, init=False)
+    ignored: int = field(default=0, init=False)
+    oversized: int = field(default=0, init=False)
 
     async def handle(self, connection: Connection) -> None:
-        self._registry.add(connection)
+        self.registry.add(connection)
         self.accepted += 1
         # Each prefix with the cursor it was subscribed at (catchup.missed), and whether it resumed.
         prefixes: dict[str, int] = {}
@@ -59,24 +61,24 @@ class Clients:
         try:
             async for message in connection:
                 prefix = subscription(message)
-                if prefix is not None and len(prefixes) < self._max_subscriptions:
-                    prefixes.setdefault(prefix, self._catchup.position)
-                    self._registry.subscribe(connection, prefix)
+                if prefix is not None and len(prefixes) < self.max_subscriptions:
+                    prefixes.setdefault(prefix, self.catchup.position)
+                    self.registry.subscribe(connection, prefix)
                     continue
                 cursor = None if resumed or prefix is not None else resume_point(message)
                 # (A client closed as too slow has left the registry: it is not made live again.)
-                if cursor is None or connection not in self._registry:
+                if cursor is None or connection not in self.registry:
                     self.ignored += 1
                     continue
                 # The client's frames wait meanwhile: later subscriptions are live from the end of it.
                 resumed = True
                 sender = WebsocketSender(connection)
-                await self._catchup.resume(connection, self._registry, prefixes, cursor, sender)
+                await self.catchup.resume(connection, self.registry, prefixes, cursor, sender)
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == MESSAGE_TOO_BIG:
                 self.oversized += 1
         finally:
-            self._registry.remove(connection)
+            self.registry.remove(connection)
 
 
 async def serve(config: Config, clients: Clients, router: Handler, plain: set[asyncio.Task[None]]) -> Server:
