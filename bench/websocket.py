@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -247,14 +248,17 @@ class Client(asyncio.Protocol):
             self.tally.done += 1
 
 
+@dataclass
 class Tally:
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.bytes = 0
-        self.warm = 0
-        self.done = 0
-        self.last = 0.0
-        self.latencies: list[float] = []
+    """What one process's clients received, together: clients warm and done (all `expected` messages
+    in), frame bytes, the time of the last message, and the timed client's latencies."""
+
+    expected: int
+    bytes: int = 0
+    warm: int = 0
+    done: int = 0
+    last: float = 0.0
+    latencies: list[float] = field(default_factory=list)
 
 
 async def clients_process(port: int, count: int, expected: int, deflate: bool) -> None:
