@@ -35,6 +35,8 @@ from fedmsg_gateway.check import parse_metrics  # noqa: E402  (the daemon's own 
 
 HAPROXY = shutil.which("haproxy", path="/usr/sbin:/usr/bin") or "haproxy"
 PROXY = "fedmsg-raw-zmq"
+#: The most connections haproxy takes here: the host's hard nofile (20000) bounds it at ~2 x 9,900 fds.
+HAPROXY_MAXCONN = 9800
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -188,9 +190,9 @@ class Haproxy:
     """haproxy in the foreground with the configuration roles/haproxy renders (bench/render-haproxy.yml).
 
     Listens on 127.0.0.1:`port` in front of the gateway ports `backends` on 127.0.0.1, health-checked on
-    `check_port` (the gateway's --health port); `overrides` are role variables (e.g. maxconn); `edit`
-    rewrites the rendered text. The per-source limit is off by default: every bench client comes from
-    127.0.0.1.
+    `check_port` (the gateway's --health port), for at most `maxconn` connections; `overrides` are other
+    role variables; `edit` rewrites the rendered text. The per-source limit is off by default: every bench
+    client comes from 127.0.0.1.
     """
 
     def __init__(
@@ -199,6 +201,8 @@ class Haproxy:
         backends: list[int],
         check_port: int,
         edit: Callable[[str], str] | None = None,
+        *,
+        maxconn: int = HAPROXY_MAXCONN,
         **overrides: object,
     ) -> None:
         self.workdir = workdir
@@ -208,6 +212,9 @@ class Haproxy:
             "haproxy_fedmsg_bind": f"127.0.0.1:{self.port}",
             "haproxy_fedmsg_backend_ports": backends,
             "haproxy_fedmsg_check_port": check_port,
+            # The global limit leaves room for the stats listener and the admin socket.
+            "haproxy_fedmsg_maxconn": maxconn,
+            "haproxy_global_maxconn": maxconn + 100,
             "haproxy_fedmsg_max_conn_per_source": 0,
             "haproxy_stats_socket": self.socket_path,
             "haproxy_stats_socket_group": "root",

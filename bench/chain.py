@@ -211,14 +211,7 @@ class Bench:
             self.metrics,
             health=f"127.0.0.1:{self.health_port}",
         )
-        # The host's hard nofile (20000) bounds haproxy at ~2 x 9,900 fds: the most this machine shows.
-        self.haproxy = Haproxy(
-            workdir,
-            [gateway_port],
-            self.health_port,
-            haproxy_fedmsg_maxconn=9800,
-            haproxy_global_maxconn=9900,
-        )
+        self.haproxy = Haproxy(workdir, [gateway_port], self.health_port)
         self.clients = Clients({"haproxy": self.haproxy.url, "direct": f"tcp://127.0.0.1:{gateway_port}"})
         self.sequence = 0
 

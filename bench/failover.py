@@ -145,14 +145,7 @@ class Round:
         self.haproxies: dict[str, Haproxy] = {}
         for name, edit in edits.items():
             (workdir / name).mkdir()
-            self.haproxies[name] = Haproxy(
-                workdir / name,
-                [self.port],
-                self.health_port,
-                edit,
-                haproxy_fedmsg_maxconn=9800,
-                haproxy_global_maxconn=9900,
-            )
+            self.haproxies[name] = Haproxy(workdir / name, [self.port], self.health_port, edit)
         self.sink = Sink(self.ctx, self.haproxies["healthz"].url, subscribers, SIZE)
         self.subscribers = subscribers
         deadline = time.monotonic() + 180

@@ -85,13 +85,7 @@ class Lane:
         self.sink_url = self.relay_url
         if front is not None:
             relay_port = int(self.relay_url.rsplit(":", 1)[1])
-            self.haproxy = Haproxy(
-                front,
-                [relay_port],
-                self.health_port,
-                haproxy_fedmsg_maxconn=4000,
-                haproxy_global_maxconn=4100,
-            )
+            self.haproxy = Haproxy(front, [relay_port], self.health_port, maxconn=4000)
             self.sink_url = self.haproxy.url
 
     def _start_relay(self, kind: str, source_url: str) -> subprocess.Popen[bytes]:

@@ -52,9 +52,7 @@ def run(count: int, backlog: int, give_up: float) -> dict[str, float | None]:
             )
 
         daemon = gateway()
-        haproxy = Haproxy(
-            Path(workdir), [port], health_port, haproxy_fedmsg_maxconn=9800, haproxy_global_maxconn=9900
-        )
+        haproxy = Haproxy(Path(workdir), [port], health_port)
         sink = Sink(ctx, haproxy.url, count, 1)
         try:
             deadline = time.monotonic() + 180
