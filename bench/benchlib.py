@@ -26,7 +26,8 @@ ROOT = BENCH.parent
 SRC = str(ROOT / "src")
 sys.path.insert(0, SRC)
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "library"))  # kit.haproxy_socket reads with the haproxy_stats module's reader
+# kit.haproxy_socket reads haproxy with haproxy_cli, which lives with the NRPE plugins (as on pytest's path).
+sys.path.insert(0, str(ROOT / "roles" / "nagios_nrpe" / "files"))
 
 from kit.haproxy_role import render  # noqa: E402  (the role's haproxy.cfg, as the tests render it)
 from kit.haproxy_socket import query  # noqa: E402
