@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "roles" / "nagios_nrpe" / "files"))
 
 from kit.haproxy_role import render  # noqa: E402  (the role's haproxy.cfg, as the tests render it)
-from kit.haproxy_socket import query  # noqa: E402
+from kit.haproxy_socket import CliError, query  # noqa: E402
 
 from fedmsg_gateway.check import parse_metrics  # noqa: E402  (the daemon's own parser, from src/)
 
@@ -246,7 +246,7 @@ class Haproxy:
             try:
                 if condition():
                     return
-            except OSError:
+            except (OSError, CliError):  # CliError: its admin socket is not there yet
                 pass
             if time.monotonic() > deadline:
                 self.process.kill()  # a bench that gives up leaves no haproxy behind
